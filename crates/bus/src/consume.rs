@@ -1,0 +1,146 @@
+//! Batched pull consumption: collect up to `max` messages or until `wait`
+//! has passed since the first one, whichever comes first.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer::PullConsumer};
+use futures::StreamExt;
+use tokio_util::sync::CancellationToken;
+use vigia_domain::{EVENT_HEADER, VERSION_HEADER};
+
+use crate::BusError;
+
+/// One delivered message with what projections need from it.
+#[derive(Debug)]
+pub struct Delivery {
+    pub message: jetstream::Message,
+    pub seq: u64,
+    pub delivered: i64,
+    pub published_ms: i64,
+}
+
+impl Delivery {
+    fn new(message: jetstream::Message) -> Result<Delivery, BusError> {
+        let info = message.info().map_err(|e| BusError::JetStream(format!("not a JetStream message: {e}")))?;
+        let (seq, delivered) = (info.stream_sequence, info.delivered);
+        let published_ms = (info.published.unix_timestamp_nanos() / 1_000_000) as i64;
+        Ok(Delivery { message, seq, delivered, published_ms })
+    }
+
+    pub fn subject(&self) -> &str {
+        self.message.subject.as_str()
+    }
+
+    pub fn payload(&self) -> &[u8] {
+        &self.message.payload
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.message.headers.as_ref()?.get(name).map(|v| v.as_str())
+    }
+
+    pub fn event(&self) -> Option<&str> {
+        self.header(EVENT_HEADER)
+    }
+
+    pub fn version(&self) -> Option<&str> {
+        self.header(VERSION_HEADER)
+    }
+
+    /// Acknowledges and waits for the server to confirm it.
+    pub async fn ack(&self) -> Result<(), BusError> {
+        self.message.double_ack().await.map_err(|e| BusError::JetStream(format!("ack of {}: {e}", self.seq)))
+    }
+
+    /// Asks for redelivery after `delay`.
+    pub async fn nak(&self, delay: Duration) -> Result<(), BusError> {
+        self.message
+            .ack_with(jetstream::AckKind::Nak(Some(delay)))
+            .await
+            .map_err(|e| BusError::JetStream(format!("nak of {}: {e}", self.seq)))
+    }
+
+    /// Tells the server we are still working on it.
+    pub async fn progress(&self) -> Result<(), BusError> {
+        self.message
+            .ack_with(jetstream::AckKind::Progress)
+            .await
+            .map_err(|e| BusError::JetStream(format!("progress of {}: {e}", self.seq)))
+    }
+}
+
+/// Pulls messages and cuts them into batches.
+pub struct Batcher {
+    messages: jetstream::consumer::pull::Stream,
+    max: usize,
+    wait: Duration,
+}
+
+impl std::fmt::Debug for Batcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batcher").field("max", &self.max).field("wait", &self.wait).finish_non_exhaustive()
+    }
+}
+
+impl Batcher {
+    /// Starts pulling from `consumer` with at most `max` messages per batch.
+    pub async fn new(consumer: &PullConsumer, max: usize, wait: Duration) -> Result<Batcher, BusError> {
+        let messages = consumer
+            .stream()
+            .max_messages_per_batch(max.max(1))
+            .expires(Duration::from_secs(5))
+            .heartbeat(Duration::from_secs(2))
+            .messages()
+            .await
+            .map_err(|e| BusError::JetStream(format!("pull subscription: {e}")))?;
+        Ok(Batcher { messages, max: max.max(1), wait })
+    }
+
+    /// The next batch, or `None` once `stop` is cancelled (between batches, so
+    /// a batch in hand is always finished by the caller).
+    pub async fn next(&mut self, stop: &CancellationToken) -> Result<Option<Vec<Delivery>>, BusError> {
+        let first = tokio::select! {
+            biased;
+            _ = stop.cancelled() => return Ok(None),
+            next = self.messages.next() => next,
+        };
+        let first = match first {
+            Some(Ok(m)) => m,
+            Some(Err(e)) => return Err(BusError::JetStream(format!("pull: {e}"))),
+            None => return Ok(None),
+        };
+        let mut batch = vec![Delivery::new(first)?];
+        let deadline = tokio::time::Instant::now() + self.wait;
+        while batch.len() < self.max {
+            match tokio::time::timeout_at(deadline, self.messages.next()).await {
+                Ok(Some(Ok(m))) => batch.push(Delivery::new(m)?),
+                Ok(Some(Err(e))) => {
+                    tracing::warn!(error = %e, "Pull hiccup; cutting the batch short.");
+                    break;
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+        Ok(Some(batch))
+    }
+
+    /// Gives back what the pull already brought in but no batch took: each
+    /// buffered message is nak'd so the server redelivers it at once instead
+    /// of after the ack wait. Messages still on the wire when the
+    /// subscription drops are redelivered after the ack wait, as always.
+    pub async fn release(mut self) -> usize {
+        // Bounded: the stream would keep pulling from a deep backlog forever.
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
+        let mut released = 0;
+        while released < self.max * 2
+            && let Ok(Ok(Some(Ok(m)))) =
+                tokio::time::timeout_at(deadline, tokio::time::timeout(Duration::from_millis(50), self.messages.next()))
+                    .await
+        {
+            if m.ack_with(jetstream::AckKind::Nak(None)).await.is_ok() {
+                released += 1;
+            }
+        }
+        released
+    }
+}

@@ -1,0 +1,97 @@
+//! Streams and durable consumers, read from the JSON files in `nats/` that
+//! `nats stream add --config` and `nats consumer add --config` also accept,
+//! and applied create-or-update so a start is idempotent.
+
+use std::path::{Path, PathBuf};
+
+use async_nats::jetstream::{self, consumer, stream};
+
+/// The event log of readings and the changes made to them.
+pub const READINGS: &str = "READINGS";
+/// Alert lifecycle events.
+pub const ALERTS: &str = "ALERTS";
+
+/// Why the topology could not be loaded or applied.
+#[derive(Debug, thiserror::Error)]
+pub enum TopologyError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not a valid JetStream config: {source}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("root `{0}` is not a valid tag token: use letters, digits, `_` or `-`")]
+    BadRoot(String),
+    #[error("applying {what} failed: {reason}")]
+    Apply { what: String, reason: String },
+}
+
+/// The stream and consumer definitions, after applying configured roots.
+#[derive(Debug, Clone)]
+pub struct Topology {
+    pub streams: Vec<stream::Config>,
+    /// (stream name, consumer config)
+    pub consumers: Vec<(String, consumer::pull::Config)>,
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, TopologyError> {
+    let text = std::fs::read_to_string(path).map_err(|source| TopologyError::Read { path: path.into(), source })?;
+    serde_json::from_str(&text).map_err(|source| TopologyError::Parse { path: path.into(), source })
+}
+
+impl Topology {
+    /// Loads `streams/*.json` and `consumers/<stream>/*.json` under `dir`;
+    /// the readings stream captures `<root>.>` for each root.
+    pub fn load(dir: &Path, roots: &[String]) -> Result<Topology, TopologyError> {
+        for root in roots {
+            if root.is_empty() || !root.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+                return Err(TopologyError::BadRoot(root.clone()));
+            }
+        }
+        let mut readings: stream::Config = read_json(&dir.join("streams/readings.json"))?;
+        readings.subjects = roots.iter().map(|r| format!("{r}.>")).collect();
+        let alerts: stream::Config = read_json(&dir.join("streams/alerts.json"))?;
+        let mut consumers = Vec::new();
+        for (stream, names) in
+            [(READINGS, ["persister", "alerter"].as_slice()), (ALERTS, ["alert-projector"].as_slice())]
+        {
+            for name in names {
+                let path = dir.join(format!("consumers/{}/{name}.json", stream.to_lowercase()));
+                consumers.push((stream.to_owned(), read_json(&path)?));
+            }
+        }
+        Ok(Topology { streams: vec![readings, alerts], consumers })
+    }
+
+    /// The consumer named `durable`, to adjust before applying (tests shorten `ack_wait`).
+    pub fn consumer_mut(&mut self, durable: &str) -> Option<&mut consumer::pull::Config> {
+        self.consumers.iter_mut().map(|(_, c)| c).find(|c| c.durable_name.as_deref() == Some(durable))
+    }
+
+    /// Creates or updates every stream and consumer. Safe to run at every start.
+    pub async fn apply(&self, js: &jetstream::Context) -> Result<(), TopologyError> {
+        for config in &self.streams {
+            js.create_or_update_stream(config.clone())
+                .await
+                .map_err(|e| TopologyError::Apply { what: format!("stream {}", config.name), reason: e.to_string() })?;
+        }
+        for (stream_name, config) in &self.consumers {
+            let name = config.durable_name.clone().unwrap_or_default();
+            let apply_err = |e: &dyn std::fmt::Display| TopologyError::Apply {
+                what: format!("consumer {name} on {stream_name}"),
+                reason: e.to_string(),
+            };
+            let stream = js.get_stream(stream_name).await.map_err(|e| apply_err(&e))?;
+            // On nats-server 2.9 a create with an existing durable name
+            // updates it when only updatable fields differ.
+            stream.create_consumer(config.clone()).await.map_err(|e| apply_err(&e))?;
+        }
+        Ok(())
+    }
+}

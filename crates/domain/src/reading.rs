@@ -1,0 +1,121 @@
+//! A reading is one sensor value at one instant, after decoding.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::tag::Tag;
+
+/// The value a device sent: a number, free text, or nothing at all.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Number(f64),
+    Text(String),
+    Empty,
+}
+
+impl Value {
+    pub fn as_number(&self) -> Option<f64> {
+        match self {
+            Value::Number(n) => Some(*n),
+            _ => None,
+        }
+    }
+}
+
+/// Whether a reading is usable. Errors are stored, never dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Status {
+    Ok,
+    Error,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Error => "error",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        match s {
+            "ok" => Some(Status::Ok),
+            "error" => Some(Status::Error),
+            _ => None,
+        }
+    }
+}
+
+/// A decoded reading, before the log gives it an id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reading {
+    pub tag: Tag,
+    /// Unix milliseconds, UTC.
+    pub ts_ms: i64,
+    pub value: Value,
+    pub status: Status,
+    /// Why the reading is an error; `None` when it is fine.
+    pub reason: Option<String>,
+    pub unit: Option<String>,
+    /// Device-supplied identity fields and other extras, kept but never trusted over the subject.
+    pub meta: BTreeMap<String, String>,
+    /// The undecodable payload, kept byte for byte.
+    pub raw: Option<Vec<u8>>,
+}
+
+impl Reading {
+    /// A well-formed numeric reading (the simulator and tests build these).
+    pub fn number(tag: Tag, ts_ms: i64, value: f64) -> Reading {
+        Reading {
+            tag,
+            ts_ms,
+            value: Value::Number(value),
+            status: Status::Ok,
+            reason: None,
+            unit: None,
+            meta: BTreeMap::new(),
+            raw: None,
+        }
+    }
+
+    /// An error reading that keeps the payload it came from.
+    pub fn error(tag: Tag, ts_ms: i64, reason: impl Into<String>, raw: &[u8]) -> Reading {
+        Reading {
+            tag,
+            ts_ms,
+            value: Value::Empty,
+            status: Status::Error,
+            reason: Some(reason.into()),
+            unit: None,
+            meta: BTreeMap::new(),
+            raw: Some(raw.to_vec()),
+        }
+    }
+}
+
+/// An event's identity in the log: the stream sequence of the message that
+/// carried it and its index inside that message. Stable across replays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct EventId {
+    pub seq: u64,
+    pub idx: u32,
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.seq, self.idx)
+    }
+}
+
+impl std::str::FromStr for EventId {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (seq, idx) = s
+            .split_once('-')
+            .ok_or_else(|| format!("`{s}` is not an event id: write `<sequence>-<index>`, e.g. `42-0`"))?;
+        Ok(EventId {
+            seq: seq.parse().map_err(|_| format!("`{seq}` is not a stream sequence"))?,
+            idx: idx.parse().map_err(|_| format!("`{idx}` is not an index"))?,
+        })
+    }
+}

@@ -1,0 +1,286 @@
+//! Threshold alert rules and the per-tag state machine that applies them.
+//!
+//! A rule opens an alert when a reading satisfies it and clears it once a
+//! reading is past the threshold by the hysteresis margin, so a value that
+//! hovers at the threshold does not flap. The state is a plain value the
+//! alerter keeps and rebuilds from the `ALERTS` stream after a restart.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::reading::{EventId, Reading, Status};
+use crate::tag::{Tag, TagPattern};
+
+/// Comparison a rule makes between a reading and its threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Op {
+    Gt,
+    Gte,
+    Lt,
+    Lte,
+    Eq,
+    Neq,
+}
+
+impl Op {
+    fn holds(self, value: f64, threshold: f64) -> bool {
+        match self {
+            Op::Gt => value > threshold,
+            Op::Gte => value >= threshold,
+            Op::Lt => value < threshold,
+            Op::Lte => value <= threshold,
+            Op::Eq => value == threshold,
+            Op::Neq => value != threshold,
+        }
+    }
+}
+
+/// One alert rule: `value <op> threshold` for tags matching `pattern`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rule {
+    /// Stable name; part of alert ids and message ids.
+    pub id: String,
+    pub pattern: TagPattern,
+    pub op: Op,
+    pub threshold: f64,
+    /// How far back past the threshold a value must go to clear (0 = no margin).
+    #[serde(default)]
+    pub hysteresis: f64,
+}
+
+/// Why a rule is unusable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuleError {
+    #[error("rule id `{0}` must be 1 to 64 characters of letters, digits, `_` or `-`")]
+    BadId(String),
+    #[error("rule `{0}`: threshold and hysteresis must be finite and hysteresis not negative")]
+    BadNumbers(String),
+}
+
+impl Rule {
+    /// The default the metering spec asks for: any value above 50, on every tag.
+    pub fn default_rules() -> Vec<Rule> {
+        vec![Rule {
+            id: "value-above-50".into(),
+            pattern: TagPattern::parse(">").expect("valid pattern"),
+            op: Op::Gt,
+            threshold: 50.0,
+            hysteresis: 0.0,
+        }]
+    }
+
+    pub fn validate(&self) -> Result<(), RuleError> {
+        let id_ok = (1..=64).contains(&self.id.len())
+            && self.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !id_ok {
+            return Err(RuleError::BadId(self.id.clone()));
+        }
+        if !self.threshold.is_finite() || !self.hysteresis.is_finite() || self.hysteresis < 0.0 {
+            return Err(RuleError::BadNumbers(self.id.clone()));
+        }
+        Ok(())
+    }
+
+    /// Whether the value is (still) in alarm. An open alert uses the threshold
+    /// moved by the hysteresis, so only a clear move back closes it.
+    fn in_alarm(&self, value: f64, open: bool) -> bool {
+        let margin = if open { self.hysteresis } else { 0.0 };
+        let threshold = match self.op {
+            Op::Gt | Op::Gte => self.threshold - margin,
+            Op::Lt | Op::Lte => self.threshold + margin,
+            Op::Eq | Op::Neq => self.threshold,
+        };
+        self.op.holds(value, threshold)
+    }
+}
+
+/// Opened or cleared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertKind {
+    Opened,
+    Cleared,
+}
+
+/// A transition the alerter publishes to `alerts.<tag>`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertChange {
+    pub kind: AlertKind,
+    pub tag: Tag,
+    pub rule: Rule,
+    pub value: f64,
+    pub ts_ms: i64,
+    /// The reading that caused this change.
+    pub reading: EventId,
+    /// The reading that opened the alert (equal to `reading` when opening).
+    pub opened_by: EventId,
+}
+
+/// `AlertOpened` / `AlertCleared` v1 as published on `alerts.<tag>`. It
+/// carries the tag's whole alert state after the change, so the last message
+/// on a tag's subject is enough to restore the alerter after a restart.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertEvent {
+    pub v: u32,
+    pub kind: AlertKind,
+    pub tag: Tag,
+    pub rule: String,
+    pub op: Op,
+    pub threshold: f64,
+    pub value: f64,
+    pub ts_ms: i64,
+    pub reading: EventId,
+    pub opened_by: EventId,
+    pub state: AlertState,
+}
+
+impl AlertEvent {
+    /// The event name for the `Vigia-Event` header.
+    pub fn name(&self) -> &'static str {
+        match self.kind {
+            AlertKind::Opened => "AlertOpened",
+            AlertKind::Cleared => "AlertCleared",
+        }
+    }
+
+    /// Message id for JetStream deduplication: a redelivered reading
+    /// republishes the same id, so the stream stores the alert once.
+    pub fn message_id(&self) -> String {
+        format!("alert-{}-{}-{}", self.rule, self.reading, self.tag)
+    }
+}
+
+impl AlertChange {
+    pub fn event(&self, state: &AlertState) -> AlertEvent {
+        AlertEvent {
+            v: 1,
+            kind: self.kind,
+            tag: self.tag.clone(),
+            rule: self.rule.id.clone(),
+            op: self.rule.op,
+            threshold: self.rule.threshold,
+            value: self.value,
+            ts_ms: self.ts_ms,
+            reading: self.reading,
+            opened_by: self.opened_by,
+            state: state.clone(),
+        }
+    }
+}
+
+/// What the alerter knows about one tag: which rules are open and the last reading judged.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AlertState {
+    /// Rule id to the reading that opened it.
+    pub open: BTreeMap<String, EventId>,
+    pub last: Option<EventId>,
+}
+
+impl AlertState {
+    /// Judges one reading. Readings at or before `last` were judged already
+    /// (a redelivery) and change nothing, which is what keeps alerts exactly-once.
+    pub fn apply(&mut self, rules: &[Rule], id: EventId, reading: &Reading) -> Vec<AlertChange> {
+        if self.last.is_some_and(|last| id <= last) {
+            return Vec::new();
+        }
+        self.last = Some(id);
+        let Some(value) = reading.value.as_number().filter(|_| reading.status == Status::Ok) else {
+            return Vec::new();
+        };
+        let mut changes = Vec::new();
+        for rule in rules.iter().filter(|r| r.pattern.matches(&reading.tag)) {
+            let opened_by = self.open.get(&rule.id).copied();
+            let alarm = rule.in_alarm(value, opened_by.is_some());
+            let kind = match (opened_by, alarm) {
+                (None, true) => AlertKind::Opened,
+                (Some(_), false) => AlertKind::Cleared,
+                _ => continue,
+            };
+            let opened_by = opened_by.unwrap_or(id);
+            match kind {
+                AlertKind::Opened => self.open.insert(rule.id.clone(), id),
+                AlertKind::Cleared => self.open.remove(&rule.id),
+            };
+            changes.push(AlertChange {
+                kind,
+                tag: reading.tag.clone(),
+                rule: rule.clone(),
+                value,
+                ts_ms: reading.ts_ms,
+                reading: id,
+                opened_by,
+            });
+        }
+        changes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reading(v: f64) -> Reading {
+        Reading::number(Tag::parse("brasil.sul.s1").unwrap(), 0, v)
+    }
+
+    fn kinds(state: &mut AlertState, rules: &[Rule], values: &[f64]) -> Vec<(u64, AlertKind)> {
+        let start = state.last.map_or(1, |l| l.seq + 1);
+        values
+            .iter()
+            .enumerate()
+            .flat_map(|(i, v)| {
+                let id = EventId { seq: start + i as u64, idx: 0 };
+                state.apply(rules, id, &reading(*v)).into_iter().map(|c| (c.reading.seq, c.kind))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn default_rule_opens_above_50_once_and_clears_once() {
+        let rules = Rule::default_rules();
+        let mut s = AlertState::default();
+        let got = kinds(&mut s, &rules, &[10.0, 51.0, 70.0, 50.0, 49.0, 60.0]);
+        assert_eq!(got, [(2, AlertKind::Opened), (4, AlertKind::Cleared), (6, AlertKind::Opened)]);
+    }
+
+    #[test]
+    fn hysteresis_stops_flapping() {
+        let mut rule = Rule::default_rules().remove(0);
+        rule.hysteresis = 5.0;
+        let mut s = AlertState::default();
+        let got = kinds(&mut s, &[rule], &[51.0, 49.0, 51.0, 46.0, 44.0]);
+        assert_eq!(got, [(1, AlertKind::Opened), (5, AlertKind::Cleared)]);
+    }
+
+    #[test]
+    fn redelivered_readings_change_nothing() {
+        let rules = Rule::default_rules();
+        let mut s = AlertState::default();
+        let id = EventId { seq: 7, idx: 0 };
+        assert_eq!(s.apply(&rules, id, &reading(90.0)).len(), 1);
+        assert!(s.apply(&rules, id, &reading(90.0)).is_empty());
+        assert!(s.apply(&rules, EventId { seq: 6, idx: 3 }, &reading(1.0)).is_empty());
+    }
+
+    #[test]
+    fn errors_and_text_never_alert() {
+        let rules = Rule::default_rules();
+        let mut s = AlertState::default();
+        let mut r = reading(99.0);
+        r.status = Status::Error;
+        assert!(s.apply(&rules, EventId { seq: 1, idx: 0 }, &r).is_empty());
+        r.status = Status::Ok;
+        r.value = crate::Value::Text("99".into());
+        assert!(s.apply(&rules, EventId { seq: 2, idx: 0 }, &r).is_empty());
+    }
+
+    #[test]
+    fn rule_validation() {
+        let mut rule = Rule::default_rules().remove(0);
+        assert!(rule.validate().is_ok());
+        rule.id = "bad id".into();
+        assert!(rule.validate().is_err());
+    }
+}

@@ -1,0 +1,87 @@
+//! SurrealDB projections of the log: time blocks of events, hierarchical
+//! counters, rollups, the sensor registry and alerts.
+//!
+//! The store is written only by projections (persister, alert projector) and
+//! only through `commit`, which applies a batch and its ledger entry in one
+//! transaction. Every statement is parameterised: no caller-supplied text is
+//! ever spliced into SurrealQL.
+
+mod alerts;
+mod commit;
+mod read;
+mod rows;
+
+use surrealdb::Surreal;
+use surrealdb::engine::any::Any;
+
+pub use alerts::AlertRecord;
+pub use commit::Layout;
+pub use read::{CounterRow, RollupRow, SensorRow};
+
+const SCHEMA: &str = include_str!("schema.surql");
+
+/// Errors a store operation can end in.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another writer committed first (ledger moved or the engine saw a
+    /// write conflict). Reload the ledger and retry.
+    #[error("another writer committed first; retry")]
+    Conflict,
+    #[error("store URL `{0}` is not supported: use mem://, surrealkv://<path> or ws://<host:port>")]
+    BadUrl(String),
+    #[error("SurrealDB: {0}")]
+    Db(#[from] surrealdb::Error),
+}
+
+/// A handle to the projection store. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    db: Surreal<Any>,
+}
+
+/// How to reach the store.
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    pub url: String,
+    pub namespace: String,
+    pub database: String,
+    /// Root credentials for a `ws://` server; ignored by embedded engines.
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+impl StoreConfig {
+    pub fn memory() -> StoreConfig {
+        StoreConfig {
+            url: "mem://".into(),
+            namespace: "vigia".into(),
+            database: "vigia".into(),
+            username: None,
+            password: None,
+        }
+    }
+}
+
+impl Store {
+    /// Connects (or opens the embedded engine) and applies the schema.
+    pub async fn open(config: &StoreConfig) -> Result<Store, StoreError> {
+        let url = config.url.as_str();
+        let supported = ["mem://", "surrealkv://", "ws://", "wss://"];
+        if !supported.iter().any(|p| url.starts_with(p)) {
+            return Err(StoreError::BadUrl(url.to_owned()));
+        }
+        let db = surrealdb::engine::any::connect(url).await?;
+        if let (Some(username), Some(password)) = (&config.username, &config.password) {
+            db.signin(surrealdb::opt::auth::Root { username: username.clone(), password: password.clone() }).await?;
+        }
+        db.use_ns(&config.namespace).use_db(&config.database).await?;
+        db.query(SCHEMA).await?.check()?;
+        Ok(Store { db })
+    }
+
+    /// Whether the store answers a trivial query.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.db.query("RETURN 1").await?.check()?;
+        Ok(())
+    }
+}

@@ -1,0 +1,120 @@
+//! Reads of the projections, for the API, the consistency check and tests.
+
+use surrealdb::types::SurrealValue;
+use vigia_domain::{Block, StoredEvent};
+
+use crate::rows::{BlockRow, LastRow};
+use crate::{Store, StoreError};
+
+/// One hierarchical counter.
+#[derive(Debug, Clone, PartialEq, SurrealValue)]
+pub struct CounterRow {
+    pub prefix: String,
+    pub depth: i64,
+    pub ok: i64,
+    pub errors: i64,
+}
+
+/// One rollup bucket of one sensor.
+#[derive(Debug, Clone, PartialEq, SurrealValue)]
+pub struct RollupRow {
+    pub tag: String,
+    /// `m`, `h` or `d`.
+    pub grain: String,
+    pub bucket: i64,
+    pub count: i64,
+    pub sum: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+/// A sensor as the registry knows it.
+#[derive(Debug, Clone, PartialEq, SurrealValue)]
+pub struct SensorRow {
+    pub tag: String,
+    pub first_seen: i64,
+    pub last_seen: i64,
+    pub count: i64,
+    pub last_value: Option<f64>,
+    pub last_text: Option<String>,
+    pub last_status: String,
+}
+
+#[derive(Debug, SurrealValue)]
+struct SensorStored {
+    tag: String,
+    first_seen: i64,
+    last_seen: i64,
+    count: i64,
+    last: LastRow,
+}
+
+impl Store {
+    /// Every counter, ordered by prefix.
+    pub async fn counters(&self) -> Result<Vec<CounterRow>, StoreError> {
+        let rows =
+            self.db.query("SELECT prefix, depth, ok, errors FROM counter ORDER BY prefix").await?.check()?.take(0)?;
+        Ok(rows)
+    }
+
+    /// Every rollup of one grain (`m`, `h`, `d`), ordered by tag and bucket.
+    pub async fn rollups(&self, grain: &str) -> Result<Vec<RollupRow>, StoreError> {
+        let rows = self
+            .db
+            .query(
+                "SELECT tag, grain, bucket, count, sum, min, max FROM rollup WHERE grain = $grain ORDER BY tag, bucket",
+            )
+            .bind(("grain", grain.to_owned()))
+            .await?
+            .check()?
+            .take(0)?;
+        Ok(rows)
+    }
+
+    /// The sensor registry, ordered by tag.
+    pub async fn sensors(&self) -> Result<Vec<SensorRow>, StoreError> {
+        let rows: Vec<SensorStored> = self
+            .db
+            .query("SELECT tag, first_seen, last_seen, count, last FROM sensor ORDER BY tag")
+            .await?
+            .check()?
+            .take(0)?;
+        Ok(rows
+            .into_iter()
+            .map(|s| SensorRow {
+                tag: s.tag,
+                first_seen: s.first_seen,
+                last_seen: s.last_seen,
+                count: s.count,
+                last_value: s.last.value,
+                last_text: s.last.text,
+                last_status: s.last.status,
+            })
+            .collect())
+    }
+
+    /// The stored events of one tag, in log order.
+    pub async fn events_of(&self, tag: &str) -> Result<Vec<StoredEvent>, StoreError> {
+        let rows: Vec<BlockRow> = self
+            .db
+            .query("SELECT * FROM block WHERE tag = $tag")
+            .bind(("tag", tag.to_owned()))
+            .await?
+            .check()?
+            .take(0)?;
+        Ok(sorted_events(rows))
+    }
+
+    /// Every stored event, in log order. A full scan: for checks and tests.
+    pub async fn all_events(&self) -> Result<Vec<StoredEvent>, StoreError> {
+        let rows: Vec<BlockRow> = self.db.query("SELECT * FROM block").await?.check()?.take(0)?;
+        Ok(sorted_events(rows))
+    }
+}
+
+fn sorted_events(rows: Vec<BlockRow>) -> Vec<StoredEvent> {
+    let mut events: Vec<StoredEvent> =
+        rows.into_iter().map(BlockRow::into_block).flat_map(|b: Block| b.events()).collect();
+    events.sort_by_key(|e| e.id);
+    events
+}

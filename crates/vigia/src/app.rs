@@ -1,0 +1,126 @@
+//! Wiring: which workers run in this process, how they start, and how they
+//! stop together. `vigia up` runs them all; the other commands run one part.
+
+use std::time::Instant;
+
+use anyhow::Context;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use vigia_bus::{Bus, Topology};
+use vigia_sim::SimConfig;
+use vigia_store::Store;
+
+use crate::config::Config;
+use crate::workers::persister::BatchOptions;
+use crate::workers::{alerter, persister, projector};
+
+/// The parts to run in this process.
+#[derive(Debug, Default)]
+pub struct Parts {
+    /// Persister and alert projector (the store writers).
+    pub persister: bool,
+    pub alerter: bool,
+    pub sim: Option<SimConfig>,
+    pub http: Option<tokio::net::TcpListener>,
+}
+
+/// Loads the topology from `nats/` with the configured roots.
+pub fn topology(config: &Config) -> anyhow::Result<Topology> {
+    Topology::load(&config.nats.dir, &config.nats.roots)
+        .with_context(|| format!("failed to load stream and consumer definitions from {}", config.nats.dir.display()))
+}
+
+/// Creates or updates the streams and consumers.
+pub async fn ensure_topology(config: &Config, bus: &Bus) -> anyhow::Result<()> {
+    topology(config)?.apply(bus.jetstream()).await.context("failed to apply the JetStream topology")
+}
+
+/// The simulator settings of `[sim]` and the configured roots.
+pub fn sim_config(config: &Config) -> SimConfig {
+    SimConfig {
+        sensors: config.sim.sensors,
+        rate: config.sim.rate,
+        roots: config.nats.roots.clone(),
+        regions: config.sim.regions.clone(),
+        min: config.sim.min,
+        max: config.sim.max,
+        error_ratio: config.sim.error_ratio,
+        batch: config.sim.batch,
+        ..SimConfig::default()
+    }
+}
+
+/// Runs `parts` until `stop` is cancelled or one of them fails; then stops
+/// the others, letting each finish and ack the batch in hand.
+pub async fn run(
+    config: &Config,
+    bus: Bus,
+    store: Option<Store>,
+    parts: Parts,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let batch = BatchOptions { size: config.persister.batch_size, wait: config.persister.batch_wait() };
+    let mut tasks: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
+    let need_store = || store.clone().context("this part needs the store");
+    if parts.persister {
+        let (b, s, t) = (bus.clone(), need_store()?, stop.clone());
+        tasks.spawn(async move { ("persister", persister::run(&b, &s, batch, t).await) });
+        let (b, s, t) = (bus.clone(), need_store()?, stop.clone());
+        tasks.spawn(async move { ("alert projector", projector::run(&b, &s, batch, t).await) });
+    }
+    if parts.alerter {
+        let (b, t, rules) = (bus.clone(), stop.clone(), config.alerts.rules.clone());
+        tasks.spawn(async move { ("alerter", alerter::run(&b, rules, batch, t).await) });
+    }
+    if let Some(sim) = parts.sim {
+        let (p, t) = (bus.publisher(), stop.clone());
+        tasks.spawn(async move { ("simulator", vigia_sim::run(p, sim, t).await.map(|_| ()).map_err(Into::into)) });
+    }
+    if let Some(listener) = parts.http {
+        let state = vigia_api::ApiState { bus: bus.clone(), store: need_store()?, started: Instant::now() };
+        let t = stop.clone();
+        tasks.spawn(async move {
+            let served = vigia_api::serve(listener, state, t.cancelled_owned()).await;
+            ("http", served.context("HTTP server failed"))
+        });
+    }
+    let mut failure = None;
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(("simulator", Ok(()))) => {}
+            Ok((name, Ok(()))) if !stop.is_cancelled() => {
+                tracing::warn!(part = name, "A part stopped on its own; stopping the rest.");
+                stop.cancel();
+            }
+            Ok((_, Ok(()))) => {}
+            Ok((name, Err(e))) => {
+                tracing::error!(part = name, error = format!("{e:#}"), "A part failed; stopping the rest.");
+                failure.get_or_insert(e.context(format!("{name} failed")));
+                stop.cancel();
+            }
+            Err(e) => {
+                failure.get_or_insert(anyhow::anyhow!("a task panicked: {e}"));
+                stop.cancel();
+            }
+        }
+    }
+    bus.flush().await.ok();
+    failure.map_or(Ok(()), Err)
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("install SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("Shutting down: finishing the batches in hand.");
+}

@@ -1,0 +1,84 @@
+//! The consistency check behind the exactly-once invariant: counters,
+//! rollups and the registry must equal what a full scan of the stored events
+//! gives. Used by `vigia verify` and by the tests.
+
+use std::collections::BTreeMap;
+
+use vigia_domain::{Projection, RollupGrain};
+use vigia_store::Store;
+
+/// Where the projections disagree with a scan; empty when consistent.
+#[derive(Debug, Default, PartialEq)]
+pub struct Report {
+    pub events: u64,
+    pub mismatches: Vec<String>,
+}
+
+/// Scans every stored event and compares counters, rollups and registry.
+pub async fn verify(store: &Store) -> anyhow::Result<Report> {
+    let events = store.all_events().await?;
+    let mut report = Report { events: events.len() as u64, mismatches: Vec::new() };
+    let mut seen = std::collections::HashSet::new();
+    for e in &events {
+        if !seen.insert(e.id) {
+            report.mismatches.push(format!("event {} stored twice", e.id));
+        }
+    }
+    let expected = Projection::of(&events);
+
+    let counters: BTreeMap<String, (u64, u64)> =
+        store.counters().await?.into_iter().map(|c| (c.prefix, (c.ok as u64, c.errors as u64))).collect();
+    let want: BTreeMap<String, (u64, u64)> =
+        expected.counters.iter().map(|(k, c)| (k.clone(), (c.ok, c.error))).collect();
+    diff(&mut report, "counter", &want, &counters);
+
+    for grain in RollupGrain::ALL {
+        let got: BTreeMap<(String, i64), (u64, Approx, f64, f64)> = store
+            .rollups(grain.as_str())
+            .await?
+            .into_iter()
+            .map(|r| ((r.tag, r.bucket), (r.count as u64, Approx(r.sum), r.min, r.max)))
+            .collect();
+        let want: BTreeMap<(String, i64), (u64, Approx, f64, f64)> = expected
+            .rollups
+            .iter()
+            .filter(|((_, g, _), _)| *g == grain)
+            .map(|((t, _, b), r)| ((t.clone(), *b), (r.count, Approx(r.sum), r.min, r.max)))
+            .collect();
+        diff(&mut report, &format!("rollup/{}", grain.as_str()), &want, &got);
+    }
+
+    let got: BTreeMap<String, (u64, i64, i64)> =
+        store.sensors().await?.into_iter().map(|s| (s.tag, (s.count as u64, s.first_seen, s.last_seen))).collect();
+    let want: BTreeMap<String, (u64, i64, i64)> =
+        expected.sensors.iter().map(|(t, s)| (t.clone(), (s.count, s.first_seen_ms, s.last_seen_ms))).collect();
+    diff(&mut report, "sensor", &want, &got);
+    Ok(report)
+}
+
+/// A sum compared with a relative tolerance: batches add in another order than a scan.
+#[derive(Debug, Clone, Copy)]
+struct Approx(f64);
+
+impl PartialEq for Approx {
+    fn eq(&self, other: &Self) -> bool {
+        (self.0 - other.0).abs() <= 1e-9 * self.0.abs().max(other.0.abs()).max(1.0)
+    }
+}
+
+fn diff<K: Ord + std::fmt::Debug, V: PartialEq + std::fmt::Debug>(
+    report: &mut Report,
+    what: &str,
+    want: &BTreeMap<K, V>,
+    got: &BTreeMap<K, V>,
+) {
+    for (k, w) in want {
+        match got.get(k) {
+            Some(g) if g == w => {}
+            other => report.mismatches.push(format!("{what} {k:?}: scan says {w:?}, store says {other:?}")),
+        }
+    }
+    for k in got.keys().filter(|k| !want.contains_key(k)) {
+        report.mismatches.push(format!("{what} {k:?} exists but no stored event accounts for it"));
+    }
+}

@@ -1,0 +1,230 @@
+//! One typed configuration, layered: built-in defaults, then `vigia.toml`
+//! (or the file given with `--config`), then `VIGIA_*` environment variables
+//! (`VIGIA_NATS__URL`, `VIGIA_STORE__URL`, ...; `__` separates sections).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use vigia_domain::Rule;
+
+/// A secret that never prints.
+#[derive(Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub nats: NatsConfig,
+    pub store: StoreSection,
+    pub http: HttpConfig,
+    pub persister: PersisterConfig,
+    pub alerts: AlertsConfig,
+    pub sim: SimSection,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NatsConfig {
+    pub url: String,
+    /// Start a child `nats-server` when nothing listens at `url` (vigia up only).
+    pub spawn: bool,
+    /// Directory with `nats-server.conf`, `streams/` and `consumers/`.
+    pub dir: PathBuf,
+    /// Store directory for a spawned `nats-server`.
+    pub data_dir: PathBuf,
+    /// Roots the readings stream captures as `<root>.>`.
+    pub roots: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSection {
+    /// `mem://`, `surrealkv://<path>` or `ws://<host:port>`.
+    pub url: String,
+    pub namespace: String,
+    pub database: String,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    pub listen: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PersisterConfig {
+    /// Most messages applied in one transaction.
+    pub batch_size: usize,
+    /// Longest wait for a batch to fill, in milliseconds.
+    pub batch_wait_ms: u64,
+}
+
+impl PersisterConfig {
+    pub fn batch_wait(&self) -> Duration {
+        Duration::from_millis(self.batch_wait_ms)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsConfig {
+    pub rules: Vec<Rule>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SimSection {
+    pub sensors: usize,
+    pub rate: f64,
+    pub regions: Vec<String>,
+    pub min: f64,
+    pub max: f64,
+    pub error_ratio: f64,
+    pub batch: usize,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: String,
+    /// A tracing filter such as `info` or `vigia=debug,info`.
+    pub filter: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            nats: NatsConfig {
+                url: "nats://127.0.0.1:4222".into(),
+                spawn: true,
+                dir: "nats".into(),
+                data_dir: "data/nats".into(),
+                roots: vec!["brasil".into()],
+            },
+            store: StoreSection {
+                url: "surrealkv://data/db".into(),
+                namespace: "vigia".into(),
+                database: "vigia".into(),
+                username: None,
+                password: None,
+            },
+            http: HttpConfig { listen: "127.0.0.1:8080".into() },
+            persister: PersisterConfig { batch_size: 5000, batch_wait_ms: 50 },
+            alerts: AlertsConfig { rules: Rule::default_rules() },
+            sim: SimSection {
+                sensors: 200,
+                rate: 1.0,
+                regions: ["norte", "nordeste", "centro-oeste", "sudeste", "sul"].map(String::from).to_vec(),
+                min: 10.0,
+                max: 100.0,
+                error_ratio: 0.01,
+                batch: 0,
+            },
+            log: LogConfig { format: "text".into(), filter: "info".into() },
+        }
+    }
+}
+
+impl Config {
+    /// Defaults, then the file (if it exists), then `VIGIA_*` variables.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Config> {
+        let path = file.unwrap_or(Path::new("vigia.toml"));
+        if file.is_some() && !path.exists() {
+            anyhow::bail!("config file {} does not exist", path.display());
+        }
+        let config: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::file(path))
+            .merge(Env::prefixed("VIGIA_").split("__"))
+            .extract()
+            .with_context(|| format!("failed to read configuration from {} and VIGIA_* variables", path.display()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        for rule in &self.alerts.rules {
+            rule.validate().context("invalid [alerts] rule")?;
+        }
+        anyhow::ensure!(!self.nats.roots.is_empty(), "nats.roots needs at least one root, e.g. [\"brasil\"]");
+        anyhow::ensure!(self.persister.batch_size > 0, "persister.batch_size must be at least 1");
+        Ok(())
+    }
+
+    pub fn store_config(&self) -> vigia_store::StoreConfig {
+        vigia_store::StoreConfig {
+            url: self.store.url.clone(),
+            namespace: self.store.namespace.clone(),
+            database: self.store.database.clone(),
+            username: self.store.username.clone(),
+            password: self.store.password.as_ref().map(|p| p.expose().to_owned()),
+        }
+    }
+}
+
+#[cfg(test)]
+// figment::Error is large; it only ever travels out of a test closure.
+#[allow(clippy::result_large_err)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "vigia.toml",
+                "[nats]\nroots = [\"brasil\", \"meters\"]\n[store]\nurl = \"mem://\"\npassword = \"hunter2\"\n",
+            )?;
+            jail.set_env("VIGIA_STORE__URL", "surrealkv://elsewhere");
+            jail.set_env("VIGIA_PERSISTER__BATCH_SIZE", "10");
+            let c = Config::load(None).expect("loads");
+            assert_eq!(c.nats.roots, ["brasil", "meters"]);
+            assert_eq!(c.store.url, "surrealkv://elsewhere");
+            assert_eq!(c.persister.batch_size, 10);
+            assert!(!format!("{c:?}").contains("hunter2"), "secrets never print");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn example_file_lists_the_defaults() {
+        let text = include_str!("../../../vigia.example.toml");
+        let parsed: Config = Figment::from(Toml::string(text)).extract().expect("example parses");
+        assert_eq!(parsed, Config::default(), "vigia.example.toml drifted from Config::default()");
+    }
+
+    #[test]
+    fn rejects_unknown_keys_and_bad_rules() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("vigia.toml", "[nats]\nurll = \"x\"\n")?;
+            assert!(Config::load(None).is_err());
+            jail.create_file(
+                "vigia.toml",
+                "[[alerts.rules]]\nid = \"bad id\"\npattern = \">\"\nop = \"gt\"\nthreshold = 1\n",
+            )?;
+            assert!(Config::load(None).is_err());
+            Ok(())
+        });
+    }
+}

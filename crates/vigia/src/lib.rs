@@ -1,0 +1,13 @@
+//! The `vigia` binary's library: configuration, the workers, and the
+//! commands that wire them (`up`, `persist`, `alert`, `sim`, `serve`,
+//! `replay`, `verify`, `openapi`). `main.rs` only parses arguments and calls in here,
+//! so tests run the same code with their own NATS, store and listener.
+
+pub mod app;
+pub mod check;
+pub mod config;
+pub mod nats_server;
+pub mod replay;
+pub mod workers;
+
+pub use config::Config;

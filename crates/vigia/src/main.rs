@@ -1,0 +1,217 @@
+//! `vigia`: parse arguments, load configuration, start tracing, call into the library.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+use vigia::app::{self, Parts};
+use vigia::config::Config;
+use vigia::nats_server::connect_or_spawn;
+use vigia_store::{Store, StoreConfig};
+
+#[derive(Parser, Debug)]
+#[command(name = "vigia", version, about = "Telemetry for sensor fleets: NATS JetStream log, SurrealDB projections.")]
+struct Cli {
+    /// Configuration file (default: ./vigia.toml when present).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run everything in one process: NATS (found or started), store, workers, API, simulator.
+    Up {
+        /// Do not run the simulator.
+        #[arg(long)]
+        no_sim: bool,
+    },
+    /// Project READINGS and ALERTS into the store (persister and alert projector).
+    Persist,
+    /// Judge readings against the alert rules and publish alert events.
+    Alert,
+    /// Simulate a sensor fleet.
+    Sim(SimArgs),
+    /// Serve the HTTP API.
+    Serve,
+    /// Rebuild a fresh store from the streams.
+    Replay {
+        /// Store to fill, e.g. surrealkv://data/replay (must be empty).
+        #[arg(long)]
+        into: String,
+    },
+    /// Check that counters, rollups and registry equal a scan of the stored events.
+    Verify,
+    /// Write the OpenAPI document.
+    Openapi {
+        #[arg(long, default_value = "openapi/openapi.json")]
+        out: PathBuf,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct SimArgs {
+    #[arg(long)]
+    sensors: Option<usize>,
+    /// Readings per sensor per second; 0 = as fast as acknowledged.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Comma-separated roots (default: nats.roots).
+    #[arg(long, value_delimiter = ',')]
+    roots: Option<Vec<String>>,
+    #[arg(long, value_delimiter = ',')]
+    regions: Option<Vec<String>>,
+    #[arg(long)]
+    min: Option<f64>,
+    #[arg(long)]
+    max: Option<f64>,
+    #[arg(long)]
+    error_ratio: Option<f64>,
+    /// Readings per message (batch envelope); 0 sends one device payload per message.
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Stop after this many readings.
+    #[arg(long)]
+    count: Option<u64>,
+    /// Stop after this many seconds.
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Publishes awaiting acknowledgement at once.
+    #[arg(long, default_value_t = 4096)]
+    max_in_flight: usize,
+}
+
+fn init_tracing(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.filter));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if config.log.format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Command::Openapi { out } = &cli.command {
+        let json = serde_json::to_string_pretty(&vigia_api::openapi())? + "\n";
+        std::fs::write(out, json).with_context(|| format!("failed to write {}", out.display()))?;
+        println!("wrote {}", out.display());
+        return Ok(());
+    }
+    let config = Config::load(cli.config.as_deref())?;
+    init_tracing(&config);
+    let stop = CancellationToken::new();
+    {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            app::shutdown_signal().await;
+            stop.cancel();
+        });
+    }
+    let open_store = || async {
+        Store::open(&config.store_config())
+            .await
+            .with_context(|| format!("failed to open the store at {}", config.store.url))
+    };
+    let bind = || async {
+        tokio::net::TcpListener::bind(&config.http.listen)
+            .await
+            .with_context(|| format!("failed to listen on {}", config.http.listen))
+    };
+
+    match cli.command {
+        Command::Up { no_sim } => {
+            let (bus, child) = connect_or_spawn(&config.nats, true).await?;
+            app::ensure_topology(&config, &bus).await?;
+            let store = open_store().await?;
+            let parts = Parts {
+                persister: true,
+                alerter: true,
+                sim: (!no_sim).then(|| app::sim_config(&config)),
+                http: Some(bind().await?),
+            };
+            tracing::info!(api = %format!("http://{}/docs", config.http.listen), "Vigia is up.");
+            let result = app::run(&config, bus, Some(store), parts, stop).await;
+            if let Some(child) = child {
+                child.stop().await;
+            }
+            result
+        }
+        Command::Persist => {
+            let (bus, _) = connect_or_spawn(&config.nats, false).await?;
+            app::ensure_topology(&config, &bus).await?;
+            let parts = Parts { persister: true, ..Parts::default() };
+            app::run(&config, bus, Some(open_store().await?), parts, stop).await
+        }
+        Command::Alert => {
+            let (bus, _) = connect_or_spawn(&config.nats, false).await?;
+            app::ensure_topology(&config, &bus).await?;
+            app::run(&config, bus, None, Parts { alerter: true, ..Parts::default() }, stop).await
+        }
+        Command::Sim(args) => {
+            let (bus, _) = connect_or_spawn(&config.nats, false).await?;
+            app::ensure_topology(&config, &bus).await?;
+            let mut sim = app::sim_config(&config);
+            sim.sensors = args.sensors.unwrap_or(sim.sensors);
+            sim.rate = args.rate.unwrap_or(sim.rate);
+            sim.roots = args.roots.unwrap_or(sim.roots);
+            sim.regions = args.regions.unwrap_or(sim.regions);
+            sim.min = args.min.unwrap_or(sim.min);
+            sim.max = args.max.unwrap_or(sim.max);
+            sim.error_ratio = args.error_ratio.unwrap_or(sim.error_ratio);
+            sim.batch = args.batch.unwrap_or(sim.batch);
+            sim.count = args.count;
+            sim.duration = args.duration.map(Duration::from_secs_f64);
+            sim.max_in_flight = args.max_in_flight;
+            let report = vigia_sim::run(bus.publisher(), sim, stop).await?;
+            println!(
+                "published {} readings in {} messages in {:.1} s ({:.0} readings/s)",
+                report.readings,
+                report.messages,
+                report.elapsed.as_secs_f64(),
+                report.readings as f64 / report.elapsed.as_secs_f64().max(1e-9)
+            );
+            Ok(())
+        }
+        Command::Serve => {
+            let (bus, _) = connect_or_spawn(&config.nats, false).await?;
+            app::ensure_topology(&config, &bus).await?;
+            let parts = Parts { http: Some(bind().await?), ..Parts::default() };
+            app::run(&config, bus, Some(open_store().await?), parts, stop).await
+        }
+        Command::Replay { into } => {
+            let (bus, _) = connect_or_spawn(&config.nats, false).await?;
+            let target = StoreConfig { url: into.clone(), ..config.store_config() };
+            let store = Store::open(&target).await.with_context(|| format!("failed to open {into}"))?;
+            anyhow::ensure!(
+                store.ledger(vigia::workers::persister::READINGS_LEDGER).await?.count() == 0,
+                "{into} is not empty; replay needs a fresh store"
+            );
+            let report = vigia::replay::replay(&bus, &store, config.persister.batch_size).await?;
+            println!(
+                "replayed {} messages ({} events) and {} alert events into {into}",
+                report.messages, report.events, report.alerts
+            );
+            Ok(())
+        }
+        Command::Verify => {
+            let report = vigia::check::verify(&open_store().await?).await?;
+            if report.mismatches.is_empty() {
+                println!("consistent: {} events; counters, rollups and registry equal a scan", report.events);
+                Ok(())
+            } else {
+                for m in &report.mismatches {
+                    eprintln!("{m}");
+                }
+                anyhow::bail!("{} mismatches over {} events", report.mismatches.len(), report.events)
+            }
+        }
+        Command::Openapi { .. } => unreachable!("handled above"),
+    }
+}

@@ -1,0 +1,141 @@
+//! The alerter: judges every reading of `READINGS` against the rules and
+//! publishes `AlertOpened` / `AlertCleared` to `alerts.<tag>`, then acks.
+//!
+//! Its state (which alerts are open per tag) lives in the `ALERTS` stream
+//! itself: every alert event carries the tag's state after it, so after a
+//! restart the last message on `alerts.<tag>` restores the tag. Alert message
+//! ids derive from the reading's id, so a redelivered reading raises nothing twice.
+
+use std::collections::HashMap;
+
+use anyhow::Context;
+use async_nats::jetstream::stream::Stream;
+use futures::future::try_join_all;
+use tokio_util::sync::CancellationToken;
+use vigia_bus::{ALERTS, Batcher, Bus, Delivery, HeaderMap, READINGS};
+use vigia_domain::{AlertEvent, AlertKind, AlertState, EVENT_HEADER, Rule, Tag, VERSION_HEADER};
+
+use super::persister::{BatchOptions, events_of};
+use super::{ack_all, retry_backoff};
+
+/// Judges readings and publishes alert events.
+#[derive(Debug)]
+pub struct Alerter {
+    bus: Bus,
+    alerts: Stream,
+    rules: Vec<Rule>,
+    states: HashMap<Tag, AlertState>,
+}
+
+impl Alerter {
+    pub async fn new(bus: &Bus, rules: Vec<Rule>) -> anyhow::Result<Alerter> {
+        let alerts = bus.jetstream().get_stream(ALERTS).await.context("failed to open the ALERTS stream")?;
+        Ok(Alerter { bus: bus.clone(), alerts, rules, states: HashMap::new() })
+    }
+
+    /// The tag's state: from memory, else from the last alert event on its subject.
+    async fn state(&mut self, tag: &Tag) -> anyhow::Result<&mut AlertState> {
+        if !self.states.contains_key(tag) {
+            let subject = format!("alerts.{tag}");
+            let state = match self.alerts.get_last_raw_message_by_subject(&subject).await {
+                Ok(msg) => serde_json::from_slice::<AlertEvent>(&msg.payload)
+                    .map(|e| e.state)
+                    .with_context(|| format!("last event on {subject} is not an alert event"))?,
+                Err(e)
+                    if matches!(e.kind(), async_nats::jetstream::stream::LastRawMessageErrorKind::NoMessageFound) =>
+                {
+                    AlertState::default()
+                }
+                Err(e) => return Err(anyhow::anyhow!("failed to read {subject}: {e}")),
+            };
+            self.states.insert(tag.clone(), state);
+        }
+        Ok(self.states.get_mut(tag).expect("inserted above"))
+    }
+
+    /// Judges a batch and publishes its alert events; returns how many.
+    pub async fn judge(&mut self, batch: &[Delivery]) -> anyhow::Result<usize> {
+        let mut acks = Vec::new();
+        let rules = self.rules.clone();
+        for d in batch {
+            for event in events_of(d.seq, d) {
+                let state = self.state(&event.reading.tag).await?;
+                let mut snapshot = state.clone();
+                let changes = state.apply(&rules, event.id, &event.reading);
+                snapshot.last = Some(event.id);
+                for change in changes {
+                    match change.kind {
+                        AlertKind::Opened => snapshot.open.insert(change.rule.id.clone(), change.reading),
+                        AlertKind::Cleared => snapshot.open.remove(&change.rule.id),
+                    };
+                    let alert = change.event(&snapshot);
+                    log_alert(&alert);
+                    acks.push(self.publish(&alert).await?);
+                }
+            }
+        }
+        let published = acks.len();
+        try_join_all(acks.into_iter().map(std::future::IntoFuture::into_future))
+            .await
+            .context("ALERTS did not acknowledge an alert event")?;
+        Ok(published)
+    }
+
+    async fn publish(&self, alert: &AlertEvent) -> anyhow::Result<async_nats::jetstream::context::PublishAckFuture> {
+        let mut headers = HeaderMap::new();
+        headers.insert(EVENT_HEADER, alert.name());
+        headers.insert(VERSION_HEADER, "1");
+        let payload = serde_json::to_vec(alert).context("alert events serialise")?;
+        Ok(self
+            .bus
+            .publisher()
+            .send(format!("alerts.{}", alert.tag), Some(headers), payload.into(), Some(&alert.message_id()))
+            .await?)
+    }
+}
+
+fn log_alert(a: &AlertEvent) {
+    let op = serde_json::to_value(a.op).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+    match a.kind {
+        AlertKind::Opened => tracing::warn!(
+            tag = %a.tag, rule = %a.rule, value = a.value, threshold = a.threshold, reading = %a.reading,
+            "ALERT OPENED: {} value {} {op} {} (rule {}).", a.tag, a.value, a.threshold, a.rule
+        ),
+        AlertKind::Cleared => tracing::info!(
+            tag = %a.tag, rule = %a.rule, value = a.value, threshold = a.threshold, reading = %a.reading,
+            "Alert cleared: {} value {} no longer {op} {} (rule {}).", a.tag, a.value, a.threshold, a.rule
+        ),
+    }
+}
+
+/// Runs the alerter until `stop`.
+pub async fn run(bus: &Bus, rules: Vec<Rule>, options: BatchOptions, stop: CancellationToken) -> anyhow::Result<()> {
+    let consumer = bus.consumer(READINGS, "alerter").await?;
+    let mut batcher = Batcher::new(&consumer, options.size, options.wait).await?;
+    let mut alerter = Alerter::new(bus, rules).await?;
+    tracing::info!(rules = alerter.rules.len(), "Alerter started.");
+    while let Some(batch) = batcher.next(&stop).await? {
+        let mut attempt = 0u32;
+        let done = loop {
+            match alerter.judge(&batch).await {
+                Ok(_) => break true,
+                Err(e) => {
+                    attempt += 1;
+                    // Forget cached state: what was published is in ALERTS.
+                    alerter.states.clear();
+                    tracing::warn!(error = %e, attempt, "Alerting failed; retrying the batch.");
+                    if !retry_backoff(bus, &batch, attempt, &stop).await {
+                        break false;
+                    }
+                }
+            }
+        };
+        if !done {
+            break;
+        }
+        ack_all(bus, &batch).await?;
+    }
+    let released = batcher.release().await;
+    tracing::info!(released, "Alerter stopped.");
+    Ok(())
+}

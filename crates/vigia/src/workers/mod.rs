@@ -1,0 +1,35 @@
+//! The long-running workers: persister, alerter and alert projector. Each is
+//! a loop over a durable pull consumer that finishes and acks the batch in
+//! hand before it honours a stop.
+
+pub mod alerter;
+pub mod persister;
+pub mod projector;
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use vigia_bus::{Bus, Delivery};
+
+/// Acks every message of a batch and waits until the server has them.
+pub(crate) async fn ack_all(bus: &Bus, batch: &[Delivery]) -> anyhow::Result<()> {
+    for d in batch {
+        d.message.ack().await.map_err(|e| anyhow::anyhow!("ack of {} failed: {e}", d.seq))?;
+    }
+    bus.flush().await?;
+    Ok(())
+}
+
+/// Waits before retrying a failed batch, telling the server we are still on
+/// it so it does not redeliver meanwhile. False when stopping instead.
+pub(crate) async fn retry_backoff(bus: &Bus, batch: &[Delivery], attempt: u32, stop: &CancellationToken) -> bool {
+    let delay = Duration::from_millis(100u64.saturating_mul(1 << attempt.min(6))).min(Duration::from_secs(5));
+    for d in batch {
+        let _ = d.progress().await;
+    }
+    let _ = bus.flush().await;
+    tokio::select! {
+        _ = stop.cancelled() => false,
+        _ = tokio::time::sleep(delay) => true,
+    }
+}

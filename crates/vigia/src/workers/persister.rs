@@ -1,0 +1,116 @@
+//! The persister: pulls `READINGS` in batches, applies each batch to the
+//! store in one transaction together with its ledger entry, then acks.
+//!
+//! Exactly-once comes from the ledger, not from acks: a message whose
+//! sequence the ledger holds is skipped, and the ledger moves in the same
+//! transaction as the changes, so a crash between commit and ack, a
+//! redelivery, or a second persister on the same consumer never counts twice.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use vigia_bus::{Batcher, Bus, Delivery, READINGS};
+use vigia_domain::{EventId, LogEvent, Projection, StoredEvent, decode_message};
+use vigia_store::{Store, StoreError};
+
+use super::{ack_all, retry_backoff};
+
+/// Ledger key of the readings projection.
+pub const READINGS_LEDGER: &str = "readings";
+
+/// Batch bounds.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchOptions {
+    pub size: usize,
+    pub wait: Duration,
+}
+
+/// What applying a batch did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Applied {
+    pub messages: usize,
+    pub events: u64,
+    /// Messages the ledger already held (redeliveries).
+    pub skipped: usize,
+}
+
+/// Decodes a delivered message into events with their log ids.
+pub fn events_of(seq: u64, d: &Delivery) -> Vec<StoredEvent> {
+    let LogEvent::Readings(readings) = decode_message(d.subject(), d.event(), d.version(), d.payload(), d.published_ms);
+    readings
+        .into_iter()
+        .enumerate()
+        .map(|(i, reading)| StoredEvent { id: EventId { seq, idx: i as u32 }, reading })
+        .collect()
+}
+
+/// Applies the messages the ledger does not hold yet, in one transaction.
+/// Retries on conflicts with other writers; other errors are returned.
+pub async fn apply_batch(store: &Store, ledger_key: &str, batch: &[Delivery]) -> Result<Applied, StoreError> {
+    let decoded: Vec<(u64, Vec<StoredEvent>)> = batch.iter().map(|d| (d.seq, events_of(d.seq, d))).collect();
+    let mut conflicts = 0u32;
+    loop {
+        let ledger = store.ledger(ledger_key).await?;
+        let mut next = ledger.clone();
+        let mut events = Vec::new();
+        let mut applied = Applied { messages: batch.len(), ..Applied::default() };
+        for (seq, evs) in &decoded {
+            if next.contains(*seq) {
+                applied.skipped += 1;
+                continue;
+            }
+            next.insert(*seq);
+            events.extend(evs.iter().cloned());
+        }
+        if next == ledger {
+            return Ok(applied);
+        }
+        applied.events = events.len() as u64;
+        let projection = Projection::of(&events);
+        match store.commit(ledger_key, ledger.version, &next, &projection).await {
+            Ok(()) => return Ok(applied),
+            Err(StoreError::Conflict) => {
+                conflicts += 1;
+                tracing::debug!(conflicts, "Another writer committed first; retrying the batch.");
+                tokio::time::sleep(Duration::from_millis(u64::from(conflicts.min(20)) * 5)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Runs the persister until `stop`; the batch in hand is finished and acked first.
+pub async fn run(bus: &Bus, store: &Store, options: BatchOptions, stop: CancellationToken) -> anyhow::Result<()> {
+    let consumer = bus.consumer(READINGS, "persister").await?;
+    let mut batcher = Batcher::new(&consumer, options.size, options.wait).await?;
+    tracing::info!(batch_size = options.size, "Persister started.");
+    while let Some(batch) = batcher.next(&stop).await? {
+        let mut attempt = 0u32;
+        let applied = loop {
+            match apply_batch(store, READINGS_LEDGER, &batch).await {
+                Ok(applied) => break Some(applied),
+                Err(e) => {
+                    attempt += 1;
+                    tracing::warn!(error = %e, attempt, "Store write failed; the batch stays in JetStream and will be retried.");
+                    if !retry_backoff(bus, &batch, attempt, &stop).await {
+                        break None;
+                    }
+                }
+            }
+        };
+        let Some(applied) = applied else {
+            // Stopping with the store down: leave the batch unacked for redelivery.
+            break;
+        };
+        ack_all(bus, &batch).await?;
+        tracing::debug!(
+            messages = applied.messages,
+            events = applied.events,
+            skipped = applied.skipped,
+            "Batch stored."
+        );
+    }
+    let released = batcher.release().await;
+    tracing::info!(released, "Persister stopped.");
+    Ok(())
+}

@@ -1,0 +1,142 @@
+//! Shared test harness: a real nats-server per test, an embedded SurrealDB
+//! (`mem://`) per test, and the real workers from the library.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::consumer::PullConsumer;
+use tokio_util::sync::CancellationToken;
+use vigia::app::{self, Parts};
+use vigia::config::Config;
+use vigia_bus::{Bus, Topology};
+use vigia_store::{Store, StoreConfig};
+use vigia_testkit::{NatsServer, workspace_root};
+
+pub(crate) struct TestEnv {
+    /// Kept alive for the test; dropping it kills the server.
+    _nats: NatsServer,
+    pub bus: Bus,
+    pub store: Store,
+    pub config: Config,
+}
+
+/// Consumers redeliver after this long in tests, so crash cases finish quickly.
+pub(crate) const TEST_ACK_WAIT: Duration = Duration::from_secs(2);
+
+pub(crate) fn test_config(url: &str) -> Config {
+    let mut config = Config::default();
+    config.nats.url = url.to_owned();
+    config.nats.spawn = false;
+    config.nats.dir = workspace_root().join("nats");
+    config.nats.roots = vec!["brasil".into(), "plant1".into(), "meters".into()];
+    config.store.url = "mem://".into();
+    config.persister.batch_size = 500;
+    config.persister.batch_wait_ms = 20;
+    config
+}
+
+impl TestEnv {
+    /// A fresh nats-server with the topology applied (short ack waits) and an empty store.
+    pub(crate) async fn start() -> TestEnv {
+        let nats = NatsServer::start();
+        let config = test_config(nats.url());
+        let bus = Bus::connect(nats.url()).await.expect("connect to test nats-server");
+        let mut topology = Topology::load(&config.nats.dir, &config.nats.roots).expect("nats/ definitions load");
+        for name in ["persister", "alerter", "alert-projector"] {
+            topology.consumer_mut(name).expect("consumer defined").ack_wait = TEST_ACK_WAIT;
+        }
+        topology.apply(bus.jetstream()).await.expect("topology applies");
+        let store = Store::open(&StoreConfig::memory()).await.expect("embedded SurrealDB opens");
+        TestEnv { _nats: nats, bus, store, config }
+    }
+
+    /// Runs `parts` in the background until the returned token is cancelled.
+    pub(crate) fn run(&self, parts: Parts) -> Running {
+        let stop = CancellationToken::new();
+        let (config, bus, store, token) = (self.config.clone(), self.bus.clone(), self.store.clone(), stop.clone());
+        let handle = tokio::spawn(async move { app::run(&config, bus, Some(store), parts, token).await });
+        Running { stop, handle: Some(handle) }
+    }
+
+    pub(crate) async fn consumer(&self, stream: &str, name: &str) -> PullConsumer {
+        self.bus.consumer(stream, name).await.expect("consumer exists")
+    }
+
+    /// Publishes a raw payload like a device would, waiting for the stream's ack.
+    pub(crate) async fn publish_raw(&self, subject: &str, payload: &[u8]) -> u64 {
+        self.bus
+            .jetstream()
+            .publish(subject.to_owned(), payload.to_vec().into())
+            .await
+            .expect("publish")
+            .await
+            .expect("stream acks")
+            .sequence
+    }
+
+    pub(crate) async fn stream_messages(&self, stream: &str) -> u64 {
+        let mut s = self.bus.jetstream().get_stream(stream).await.expect("stream");
+        s.info().await.expect("stream info").state.messages
+    }
+
+    /// Waits until the consumer has nothing pending or unacknowledged.
+    pub(crate) async fn drained(&self, stream: &str, name: &str) {
+        let consumer = self.consumer(stream, name).await;
+        wait_for(&format!("{name} to drain {stream}"), Duration::from_secs(30), || {
+            let mut c = consumer.clone();
+            async move {
+                let info = c.info().await.expect("consumer info");
+                info.num_pending == 0 && info.num_ack_pending == 0
+            }
+        })
+        .await;
+    }
+}
+
+/// Parts running in the background.
+pub(crate) struct Running {
+    pub stop: CancellationToken,
+    handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Running {
+    pub(crate) async fn shutdown(mut self) {
+        self.stop.cancel();
+        let handle = self.handle.take().expect("running");
+        tokio::time::timeout(Duration::from_secs(30), handle)
+            .await
+            .expect("parts stop within 30 s")
+            .expect("no panic")
+            .expect("parts stop cleanly");
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// Polls `check` until it holds, failing the test after `limit`.
+pub(crate) async fn wait_for<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !check().await {
+        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Asserts the projections equal a scan of the stored events; returns the event count.
+pub(crate) async fn assert_consistent(store: &Store) -> u64 {
+    let report = vigia::check::verify(store).await.expect("verify runs");
+    assert!(report.mismatches.is_empty(), "projections disagree with a scan: {:#?}", report.mismatches);
+    report.events
+}
+
+pub(crate) fn persister_only() -> Parts {
+    Parts { persister: true, ..Parts::default() }
+}

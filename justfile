@@ -1,0 +1,42 @@
+# Vigia recipes. `just --list` shows them with their descriptions.
+
+set dotenv-load := false
+
+export CARGO_TARGET_DIR := env_var_or_default("CARGO_TARGET_DIR", env_var("HOME") + "/.cache/vigia-target")
+
+# Run everything in one process (NATS found or started, embedded SurrealDB, workers, API, simulator)
+up *ARGS:
+    cargo run --release -- up {{ARGS}}
+
+# Simulate a fleet against the configured NATS (e.g. just sim --sensors 2000 --rate 1)
+sim *ARGS:
+    cargo run --release -- sim {{ARGS}}
+
+# Run every test (the README's test command)
+test:
+    cargo test --workspace
+
+# Run the criterion benches (release build)
+bench *ARGS:
+    cargo bench -p vigia-benches {{ARGS}}
+
+# Regenerate openapi/openapi.json from the code
+openapi:
+    cargo run -- openapi --out openapi/openapi.json
+
+# Format the code
+fmt:
+    cargo fmt --all
+
+# Lint as CI does
+lint:
+    cargo fmt --all --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# Rebuild a fresh store from the streams (e.g. just replay surrealkv://data/replay)
+replay INTO:
+    cargo run --release -- replay --into {{INTO}}
+
+# Check that counters, rollups and registry equal a scan of the stored events
+verify:
+    cargo run --release -- verify

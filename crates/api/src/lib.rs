@@ -5,13 +5,19 @@
 //! Only this crate knows HTTP and JSON shapes; it converts from domain and
 //! store types by hand and never writes to the store: changes go through the log.
 
+mod counts;
 mod health;
+mod ingest;
 mod problem;
+mod registry;
+mod stats;
 
 use std::future::Future;
 use std::time::Instant;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -21,12 +27,32 @@ use vigia_store::Store;
 
 pub use problem::Problem;
 
+/// The largest request body accepted (10,000 readings fit comfortably).
+pub const MAX_BODY: usize = 8 * 1024 * 1024;
+
+/// The most events one query may scan before it must be narrowed.
+pub const SCAN_CAP: usize = 2_000_000;
+
 /// What handlers share.
 #[derive(Clone, Debug)]
 pub struct ApiState {
     pub bus: Bus,
     pub store: Store,
     pub started: Instant,
+    /// The stream's roots: the first token every tag must have.
+    pub roots: Vec<String>,
+}
+
+/// A store failure as a problem: too broad a query is the caller's to fix,
+/// anything else is the store's.
+pub(crate) fn store_problem(e: vigia_store::StoreError) -> Problem {
+    match e {
+        vigia_store::StoreError::TooMany { .. } => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+        e => {
+            tracing::error!(error = %e, "Store read failed.");
+            Problem::new(StatusCode::SERVICE_UNAVAILABLE, format!("the store did not answer ({e}); retry shortly"))
+        }
+    }
 }
 
 #[derive(OpenApi)]
@@ -36,12 +62,28 @@ pub struct ApiState {
         description = "Telemetry for sensor fleets: readings on a NATS JetStream log, projected into SurrealDB.",
         license(name = "Apache-2.0")
     ),
-    tags((name = "operations", description = "Health and metrics"))
+    tags(
+        (name = "events", description = "Readings in through the log, and out"),
+        (name = "aggregates", description = "Counts, averages, series, rate and mode from the projections"),
+        (name = "sensors", description = "The sensor registry"),
+        (name = "alerts", description = "Alerts raised by the rules"),
+        (name = "operations", description = "Health and metrics")
+    )
 )]
 struct ApiDoc;
 
 fn api_router() -> OpenApiRouter<ApiState> {
-    OpenApiRouter::with_openapi(ApiDoc::openapi()).routes(routes!(health::health))
+    let v1 = OpenApiRouter::new()
+        .routes(routes!(ingest::post_events))
+        .routes(routes!(counts::counts))
+        .routes(routes!(stats::averages))
+        .routes(routes!(stats::series))
+        .routes(routes!(stats::rate))
+        .routes(routes!(stats::mode))
+        .routes(routes!(registry::sensors))
+        .routes(routes!(registry::sensor))
+        .routes(routes!(registry::alerts));
+    OpenApiRouter::with_openapi(ApiDoc::openapi()).routes(routes!(health::health)).nest("/api/v1", v1)
 }
 
 /// The OpenAPI document of every route.
@@ -53,7 +95,10 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// The whole HTTP application.
 pub fn router(state: ApiState) -> Router {
     let (router, api) = api_router().split_for_parts();
-    router.merge(SwaggerUi::new("/docs").url("/openapi.json", api)).with_state(state)
+    router
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", api))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
 }
 
 /// Serves on `listener` until `shutdown` resolves, then drains open requests.

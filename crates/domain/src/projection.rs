@@ -203,6 +203,8 @@ pub struct Projection {
     pub counters: BTreeMap<String, CounterDelta>,
     pub rollups: BTreeMap<(String, RollupGrain, i64), RollupDelta>,
     pub sensors: BTreeMap<String, SensorDelta>,
+    /// Events per root, minute and hour (ok and error alike): the ingest rate.
+    pub traffic: BTreeMap<(String, RollupGrain, i64), CounterDelta>,
     pub events: u64,
 }
 
@@ -236,6 +238,14 @@ impl Projection {
             match r.status {
                 Status::Ok => c.ok += 1,
                 Status::Error => c.error += 1,
+            }
+        }
+        for grain in [RollupGrain::Minute, RollupGrain::Hour] {
+            let t = self.traffic.entry((r.tag.root().to_owned(), grain, grain.floor(r.ts_ms))).or_default();
+            t.depth = 1;
+            match r.status {
+                Status::Ok => t.ok += 1,
+                Status::Error => t.error += 1,
             }
         }
         if let (Status::Ok, Some(v)) = (r.status, r.value.as_number()) {

@@ -39,6 +39,16 @@ struct SensorIn {
 }
 
 #[derive(Debug, SurrealValue)]
+struct TrafficIn {
+    id: RecordId,
+    root: String,
+    grain: String,
+    bucket: i64,
+    ok: i64,
+    errors: i64,
+}
+
+#[derive(Debug, SurrealValue)]
 struct LedgerRow {
     version: i64,
     ranges: Vec<Vec<i64>>,
@@ -104,6 +114,8 @@ const SENSORS: &str = "INSERT INTO sensor $sensors ON DUPLICATE KEY UPDATE
     first_seen = IF $input.first_seen < first_seen { $input.first_seen } ELSE { first_seen },
     last_seen = IF $input.last_seen > last_seen { $input.last_seen } ELSE { last_seen },
     count += $input.count RETURN NONE;";
+const TRAFFIC: &str = "INSERT INTO traffic $traffic ON DUPLICATE KEY UPDATE
+    ok += $input.ok, errors += $input.errors RETURN NONE;";
 const COMMIT: &str = "COMMIT TRANSACTION;";
 
 fn key(parts: Vec<SValue>) -> Array {
@@ -199,12 +211,32 @@ impl Store {
                 last: LastRow::new(s.last_seen_ms, s.last_id, &s.last_value, s.last_status),
             })
             .collect();
+        let traffic: Vec<TrafficIn> = projection
+            .traffic
+            .iter()
+            .map(|((root, grain, bucket), c)| TrafficIn {
+                id: RecordId::new(
+                    "traffic",
+                    key(vec![
+                        SValue::from_t(root.clone()),
+                        SValue::from_t(grain.as_str().to_owned()),
+                        SValue::from_t(*bucket),
+                    ]),
+                ),
+                root: root.clone(),
+                grain: grain.as_str().to_owned(),
+                bucket: *bucket,
+                ok: c.ok as i64,
+                errors: c.error as i64,
+            })
+            .collect();
         for (present, stmt) in [
             (!blocks.is_empty(), BLOCKS),
             (!events.is_empty(), EVENTS),
             (!counters.is_empty(), COUNTERS),
             (!rollups.is_empty(), ROLLUPS),
             (!sensors.is_empty(), SENSORS),
+            (!traffic.is_empty(), TRAFFIC),
         ] {
             if present {
                 sql.push('\n');
@@ -225,6 +257,7 @@ impl Store {
             .bind(("counters", counters))
             .bind(("rollups", rollups))
             .bind(("sensors", sensors))
+            .bind(("traffic", traffic))
             .await
             .map_err(|e| if is_conflict(&e) { StoreError::Conflict } else { e.into() })?;
         // A failed transaction fails every statement; find the one that says why.

@@ -10,6 +10,7 @@ mod alerts;
 mod commit;
 mod read;
 mod rows;
+mod stats;
 
 use surrealdb::Surreal;
 use surrealdb::engine::any::Any;
@@ -17,6 +18,10 @@ use surrealdb::engine::any::Any;
 pub use alerts::AlertRecord;
 pub use commit::Layout;
 pub use read::{CounterRow, RollupRow, SensorRow};
+pub use stats::{MAX_BUCKETS, TrafficRow};
+
+/// The ledger of the readings stream's projection.
+pub const READINGS_LEDGER: &str = "readings";
 
 const SCHEMA: &str = include_str!("schema.surql");
 
@@ -29,6 +34,9 @@ pub enum StoreError {
     Conflict,
     #[error("store URL `{0}` is not supported: use mem://, surrealkv://<path> or ws://<host:port>")]
     BadUrl(String),
+    /// A read would return more events than the caller allows.
+    #[error("{found} events match, more than the {cap} one request may scan; narrow the tag or time range")]
+    TooMany { found: usize, cap: usize },
     #[error("SurrealDB: {0}")]
     Db(#[from] surrealdb::Error),
 }

@@ -1,7 +1,7 @@
 //! Reads of the projections, for the API, the consistency check and tests.
 
 use surrealdb::types::SurrealValue;
-use vigia_domain::{Block, StoredEvent};
+use vigia_domain::{BLOCK_SPAN_MS, Block, StoredEvent};
 
 use crate::rows::{BlockRow, LastRow};
 use crate::{Store, StoreError};
@@ -103,6 +103,42 @@ impl Store {
             .check()?
             .take(0)?;
         Ok(sorted_events(rows))
+    }
+
+    /// Events whose block overlaps `[from, to]` and whose tag is `prefix` or
+    /// under it, in log order. Stops with [`StoreError::TooMany`] past `cap`
+    /// events, so a careless query cannot exhaust memory.
+    pub async fn events_window(
+        &self,
+        prefix: Option<&str>,
+        from: Option<i64>,
+        to: Option<i64>,
+        cap: usize,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let from_block = from.map(|f| f.div_euclid(BLOCK_SPAN_MS) * BLOCK_SPAN_MS);
+        let rows: Vec<BlockRow> = self
+            .db
+            .query(
+                "SELECT * FROM block WHERE ($from = NONE OR start >= $from) AND ($to = NONE OR start <= $to)
+                 AND ($prefix = NONE OR tag = $prefix OR string::starts_with(tag, $dotted))",
+            )
+            .bind(("from", from_block))
+            .bind(("to", to))
+            .bind(("prefix", prefix.map(|p| p.trim_end_matches('.').to_owned())))
+            .bind(("dotted", prefix.map(|p| format!("{}.", p.trim_end_matches('.')))))
+            .await?
+            .check()?
+            .take(0)?;
+        let total: usize = rows.iter().map(|b| b.seq.len()).sum();
+        if total > cap {
+            return Err(StoreError::TooMany { found: total, cap });
+        }
+        Ok(sorted_events(rows))
+    }
+
+    /// One sensor of the registry.
+    pub async fn sensor(&self, tag: &str) -> Result<Option<SensorRow>, StoreError> {
+        Ok(self.sensors().await?.into_iter().find(|s| s.tag == tag))
     }
 
     /// Every stored event, in log order. A full scan: for checks and tests.

@@ -77,7 +77,12 @@ pub async fn run(
         tasks.spawn(async move { ("simulator", vigia_sim::run(p, sim, t).await.map(|_| ()).map_err(Into::into)) });
     }
     if let Some(listener) = parts.http {
-        let state = vigia_api::ApiState { bus: bus.clone(), store: need_store()?, started: Instant::now() };
+        let state = vigia_api::ApiState {
+            bus: bus.clone(),
+            store: need_store()?,
+            started: Instant::now(),
+            roots: config.nats.roots.clone(),
+        };
         let t = stop.clone();
         tasks.spawn(async move {
             let served = vigia_api::serve(listener, state, t.cancelled_owned()).await;

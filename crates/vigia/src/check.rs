@@ -48,6 +48,22 @@ pub async fn verify(store: &Store) -> anyhow::Result<Report> {
         diff(&mut report, &format!("rollup/{}", grain.as_str()), &want, &got);
     }
 
+    for grain in [RollupGrain::Minute, RollupGrain::Hour] {
+        let got: BTreeMap<(String, i64), (u64, u64)> = store
+            .traffic(grain.as_str(), i64::MIN, i64::MAX)
+            .await?
+            .into_iter()
+            .map(|t| ((t.root, t.bucket), (t.ok as u64, t.errors as u64)))
+            .collect();
+        let want: BTreeMap<(String, i64), (u64, u64)> = expected
+            .traffic
+            .iter()
+            .filter(|((_, g, _), _)| *g == grain)
+            .map(|((root, _, b), c)| ((root.clone(), *b), (c.ok, c.error)))
+            .collect();
+        diff(&mut report, &format!("traffic/{}", grain.as_str()), &want, &got);
+    }
+
     let got: BTreeMap<String, (u64, i64, i64)> =
         store.sensors().await?.into_iter().map(|s| (s.tag, (s.count as u64, s.first_seen, s.last_seen))).collect();
     let want: BTreeMap<String, (u64, i64, i64)> =

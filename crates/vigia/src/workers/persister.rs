@@ -16,7 +16,7 @@ use vigia_store::{Store, StoreError};
 use super::{ack_all, retry_backoff};
 
 /// Ledger key of the readings projection.
-pub const READINGS_LEDGER: &str = "readings";
+pub use vigia_store::READINGS_LEDGER;
 
 /// Batch bounds.
 #[derive(Debug, Clone, Copy)]

@@ -50,6 +50,14 @@ impl TestEnv {
         TestEnv { _nats: nats, bus, store, config }
     }
 
+    /// Runs the persister, the alerter and the HTTP API; returns them and the API's base URL.
+    pub(crate) async fn serve(&self) -> (Running, String) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a free port");
+        let base = format!("http://{}", listener.local_addr().expect("local addr"));
+        let running = self.run(Parts { persister: true, alerter: true, sim: None, http: Some(listener) });
+        (running, base)
+    }
+
     /// Runs `parts` in the background until the returned token is cancelled.
     pub(crate) fn run(&self, parts: Parts) -> Running {
         let stop = CancellationToken::new();

@@ -2,6 +2,7 @@
 //! starts its own nats-server and embedded SurrealDB.
 
 mod alerts;
+mod api;
 mod common;
 mod exactly_once;
 mod lifecycle;

@@ -1,0 +1,340 @@
+//! `/api/v1/stats/*`: aggregates read from rollups and traffic buckets, never
+//! from a scan of the events (except the mode, which needs the values).
+
+use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use vigia_domain::{RollupGrain, Tag, Value, parse_timestamp};
+use vigia_store::RollupRow;
+
+use crate::{ApiState, Problem};
+
+const HOUR: i64 = 3_600_000;
+const DAY: i64 = 86_400_000;
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+fn bad(field: &str, detail: impl Into<String>) -> Problem {
+    Problem::new(StatusCode::BAD_REQUEST, detail).field(field)
+}
+
+fn window_ms(w: &str) -> Result<i64, Problem> {
+    match w {
+        "24h" => Ok(DAY),
+        "48h" => Ok(2 * DAY),
+        "7d" | "1w" => Ok(7 * DAY),
+        "30d" | "1mo" => Ok(30 * DAY),
+        _ => Err(bad("window", format!("`{w}` is not a window: use 24h, 48h, 7d or 30d"))),
+    }
+}
+
+fn grain(bucket: &str) -> Result<RollupGrain, Problem> {
+    match bucket {
+        "1m" => Ok(RollupGrain::Minute),
+        "1h" => Ok(RollupGrain::Hour),
+        "1d" => Ok(RollupGrain::Day),
+        _ => Err(bad("bucket", format!("`{bucket}` is not a bucket: use 1m, 1h or 1d"))),
+    }
+}
+
+fn time(field: &str, v: Option<&str>) -> Result<Option<i64>, Problem> {
+    v.map(|s| parse_timestamp(s).map_err(|e| bad(field, e))).transpose()
+}
+
+fn prefix_ok(prefix: &Option<String>) -> Result<(), Problem> {
+    match prefix.as_deref() {
+        Some(p)
+            if p.split('.')
+                .any(|t| t.is_empty() || !t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')) =>
+        {
+            Err(bad("prefix", format!("`{p}` is not a tag prefix: use tokens of [A-Za-z0-9_-] separated by dots")))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn under(tag: &str, prefix: Option<&str>) -> bool {
+    prefix.is_none_or(|p| tag == p || (tag.starts_with(p) && tag.as_bytes().get(p.len()) == Some(&b'.')))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct AverageParams {
+    /// `24h`, `48h`, `7d` or `30d`. Default `24h`.
+    window: Option<String>,
+    /// Only sensors under this prefix.
+    prefix: Option<String>,
+}
+
+/// Mean, min, max and count of one sensor's numeric readings in the window.
+#[derive(Debug, Serialize, ToSchema, PartialEq)]
+pub(crate) struct SensorAverage {
+    tag: String,
+    mean: f64,
+    min: f64,
+    max: f64,
+    count: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Averages {
+    window: String,
+    /// Window start, unix ms (aligned down to the hour).
+    from: i64,
+    to: i64,
+    sensors: Vec<SensorAverage>,
+}
+
+/// Per-sensor averages over a window, from the rollups.
+///
+/// Whole days come from day rollups and the partial days at both ends from
+/// hour rollups, so a month over 2,000 sensors reads ~156,000 small records.
+#[utoipa::path(get, path = "/stats/averages", tag = "aggregates", params(AverageParams),
+    responses((status = 200, body = Averages), (status = 400, body = Problem, content_type = "application/problem+json")))]
+pub(crate) async fn averages(
+    State(state): State<ApiState>,
+    Query(p): Query<AverageParams>,
+) -> Result<Json<Averages>, Problem> {
+    let window = p.window.unwrap_or_else(|| "24h".into());
+    let span = window_ms(&window)?;
+    prefix_ok(&p.prefix)?;
+    let to = now_ms();
+    let from = (to - span).div_euclid(HOUR) * HOUR;
+    let tags: Vec<String> = state
+        .store
+        .sensors()
+        .await
+        .map_err(crate::store_problem)?
+        .into_iter()
+        .map(|s| s.tag)
+        .filter(|t| under(t, p.prefix.as_deref()))
+        .collect();
+    let first_day = from.div_euclid(DAY) * DAY + if from.rem_euclid(DAY) == 0 { 0 } else { DAY };
+    let last_day = to.div_euclid(DAY) * DAY;
+    let mut rows = Vec::new();
+    if first_day < last_day {
+        rows.extend(state.store.rollups_of(&tags, "d", DAY, first_day, last_day).await.map_err(crate::store_problem)?);
+        rows.extend(state.store.rollups_of(&tags, "h", HOUR, from, first_day).await.map_err(crate::store_problem)?);
+        rows.extend(state.store.rollups_of(&tags, "h", HOUR, last_day, to + 1).await.map_err(crate::store_problem)?);
+    } else {
+        rows.extend(state.store.rollups_of(&tags, "h", HOUR, from, to + 1).await.map_err(crate::store_problem)?);
+    }
+    Ok(Json(Averages { window, from, to, sensors: combine(rows) }))
+}
+
+fn combine(rows: Vec<RollupRow>) -> Vec<SensorAverage> {
+    let mut by_tag: BTreeMap<String, (i64, f64, f64, f64)> = BTreeMap::new();
+    for r in rows {
+        let e = by_tag.entry(r.tag).or_insert((0, 0.0, f64::INFINITY, f64::NEG_INFINITY));
+        e.0 += r.count;
+        e.1 += r.sum;
+        e.2 = e.2.min(r.min);
+        e.3 = e.3.max(r.max);
+    }
+    by_tag
+        .into_iter()
+        .filter(|(_, (count, ..))| *count > 0)
+        .map(|(tag, (count, sum, min, max))| SensorAverage { tag, mean: sum / count as f64, min, max, count })
+        .collect()
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct SeriesParams {
+    /// The sensor's tag.
+    tag: String,
+    /// `1m`, `1h` or `1d`. Default `1m`.
+    bucket: Option<String>,
+    /// Start (unix ms, unix s or RFC 3339). Default: 1 hour, 2 days or 60 days before `to`, by bucket.
+    from: Option<String>,
+    /// End, exclusive. Default now.
+    to: Option<String>,
+}
+
+/// One bucket of a series.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Point {
+    /// Bucket start, unix ms.
+    t: i64,
+    count: i64,
+    mean: f64,
+    min: f64,
+    max: f64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Series {
+    tag: String,
+    bucket: String,
+    from: i64,
+    to: i64,
+    /// Buckets with at least one numeric reading, oldest first.
+    points: Vec<Point>,
+}
+
+/// A sensor's time series in buckets, from the rollups.
+#[utoipa::path(get, path = "/stats/series", tag = "aggregates", params(SeriesParams),
+    responses((status = 200, body = Series), (status = 400, body = Problem, content_type = "application/problem+json")))]
+pub(crate) async fn series(
+    State(state): State<ApiState>,
+    Query(p): Query<SeriesParams>,
+) -> Result<Json<Series>, Problem> {
+    let tag = Tag::parse(&p.tag)
+        .map_err(|e| bad("tag", format!("{e}: give one sensor's tag, e.g. brasil.sudeste.sensor01")))?;
+    let bucket = p.bucket.unwrap_or_else(|| "1m".into());
+    let g = grain(&bucket)?;
+    let to = time("to", p.to.as_deref())?.unwrap_or_else(now_ms);
+    let from = time("from", p.from.as_deref())?.unwrap_or(to - 60 * g.millis());
+    if from >= to {
+        return Err(bad("from", "`from` must be before `to`"));
+    }
+    if (to - from) / g.millis() > vigia_store::MAX_BUCKETS {
+        return Err(bad(
+            "from",
+            format!("more than {} buckets: use a coarser bucket or a shorter range", vigia_store::MAX_BUCKETS),
+        ));
+    }
+    let rows = state
+        .store
+        .rollups_of(&[tag.to_string()], g.as_str(), g.millis(), from, to)
+        .await
+        .map_err(crate::store_problem)?;
+    let points = rows
+        .into_iter()
+        .map(|r| Point { t: r.bucket, count: r.count, mean: r.sum / r.count.max(1) as f64, min: r.min, max: r.max })
+        .collect();
+    Ok(Json(Series { tag: tag.to_string(), bucket, from, to, points }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct RateParams {
+    /// `1m` or `1h`. Default `1m`.
+    bucket: Option<String>,
+    /// Start. Default: 60 buckets before `to`.
+    from: Option<String>,
+    /// End, exclusive. Default now.
+    to: Option<String>,
+}
+
+/// Events in one bucket, all roots, by status.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct RatePoint {
+    t: i64,
+    ok: i64,
+    errors: i64,
+    total: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Rate {
+    bucket: String,
+    from: i64,
+    to: i64,
+    /// Every bucket in the range, empty ones with zeros, oldest first.
+    points: Vec<RatePoint>,
+}
+
+/// Events per minute (or hour), every reading counted, errors included.
+#[utoipa::path(get, path = "/stats/rate", tag = "aggregates", params(RateParams),
+    responses((status = 200, body = Rate), (status = 400, body = Problem, content_type = "application/problem+json")))]
+pub(crate) async fn rate(State(state): State<ApiState>, Query(p): Query<RateParams>) -> Result<Json<Rate>, Problem> {
+    let bucket = p.bucket.unwrap_or_else(|| "1m".into());
+    let g = match grain(&bucket)? {
+        RollupGrain::Day => return Err(bad("bucket", "the rate comes in 1m or 1h buckets")),
+        g => g,
+    };
+    let to = time("to", p.to.as_deref())?.unwrap_or_else(now_ms);
+    let from = g.floor(time("from", p.from.as_deref())?.unwrap_or(to - 60 * g.millis()));
+    if from >= to || (to - from) / g.millis() > vigia_store::MAX_BUCKETS {
+        return Err(bad(
+            "from",
+            format!("`from` must be before `to` and at most {} buckets away", vigia_store::MAX_BUCKETS),
+        ));
+    }
+    let rows = state.store.traffic(g.as_str(), from, to).await.map_err(crate::store_problem)?;
+    let mut by_bucket: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
+    let mut t = from;
+    while t < to {
+        by_bucket.insert(t, (0, 0));
+        t += g.millis();
+    }
+    for r in rows {
+        let e = by_bucket.entry(r.bucket).or_default();
+        e.0 += r.ok;
+        e.1 += r.errors;
+    }
+    let points =
+        by_bucket.into_iter().map(|(t, (ok, errors))| RatePoint { t, ok, errors, total: ok + errors }).collect();
+    Ok(Json(Rate { bucket, from, to, points }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ModeParams {
+    /// Only sensors under this prefix.
+    prefix: Option<String>,
+    /// `24h`, `48h`, `7d` or `30d`. Default `24h`.
+    window: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Bin {
+    /// The value as text (`42`, `17.5`, `open`).
+    value: String,
+    count: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Mode {
+    window: String,
+    /// The most frequent value (ties: the first in text order), none when no readings.
+    mode: Option<String>,
+    /// Events counted (ok readings with a value).
+    count: u64,
+    /// The 20 most frequent values, most frequent first.
+    histogram: Vec<Bin>,
+}
+
+/// The most frequent value in a window, with a histogram. This one scans the
+/// window's time blocks (values only): rollups cannot hold a mode.
+#[utoipa::path(get, path = "/stats/mode", tag = "aggregates", params(ModeParams),
+    responses((status = 200, body = Mode), (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Too many events in the window: narrow it", body = Problem, content_type = "application/problem+json")))]
+pub(crate) async fn mode(State(state): State<ApiState>, Query(p): Query<ModeParams>) -> Result<Json<Mode>, Problem> {
+    let window = p.window.unwrap_or_else(|| "24h".into());
+    let span = window_ms(&window)?;
+    prefix_ok(&p.prefix)?;
+    let to = now_ms();
+    let from = to - span;
+    let events = state
+        .store
+        .events_window(p.prefix.as_deref(), Some(from), Some(to), crate::SCAN_CAP)
+        .await
+        .map_err(crate::store_problem)?;
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    let mut count = 0;
+    for e in events
+        .iter()
+        .filter(|e| e.reading.ts_ms >= from && e.reading.ts_ms < to && e.reading.status == vigia_domain::Status::Ok)
+    {
+        let key = match &e.reading.value {
+            Value::Number(n) => n.to_string(),
+            Value::Text(t) => t.clone(),
+            Value::Empty => continue,
+        };
+        *counts.entry(key).or_default() += 1;
+        count += 1;
+    }
+    let mut bins: Vec<Bin> = counts.into_iter().map(|(value, count)| Bin { value, count }).collect();
+    bins.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.value.cmp(&b.value)));
+    bins.truncate(20);
+    Ok(Json(Mode { window, mode: bins.first().map(|b| b.value.clone()), count, histogram: bins }))
+}

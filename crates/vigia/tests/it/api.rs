@@ -1,0 +1,149 @@
+//! The HTTP API against a real pipeline: readings posted through the log
+//! come back through counts, aggregates and the registry; bad input gets
+//! problem+json naming the field.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+
+use crate::common::{TestEnv, assert_consistent};
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+async fn post(client: &reqwest::Client, url: &str, body: Value, key: Option<&str>) -> (u16, Value) {
+    let mut req = client.post(url).json(&body);
+    if let Some(k) = key {
+        req = req.header("Idempotency-Key", k);
+    }
+    let resp = req.send().await.expect("request");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.expect("json body"))
+}
+
+async fn get(client: &reqwest::Client, url: &str) -> (u16, Value) {
+    let resp = client.get(url).send().await.expect("request");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.expect("json body"))
+}
+
+#[tokio::test]
+async fn posted_readings_are_stored_counted_and_aggregated() {
+    let env = TestEnv::start().await;
+    let (running, base) = env.serve().await;
+    let client = reqwest::Client::new();
+    let t = now_ms() - 5 * 60_000;
+    let body = json!([
+        {"tag": "brasil.sudeste.sensor01", "value": 10.0, "timestamp": t},
+        {"tag": "brasil.sudeste.sensor01", "value": "30", "timestamp": t + 1000},
+        {"tag": "brasil.sudeste.sensor02", "valor": 7, "timestamp": t + 2000, "unit": "C"},
+        {"tag": "brasil.sul.sensor09", "value": "", "timestamp": t + 3000},
+        {"tag": "meters.lab.device-7", "value": 55, "unit": "kWh", "meta": {"device_id": "device-7"}}
+    ]);
+    let (status, accepted) = post(&client, &format!("{base}/api/v1/events?wait=true"), body.clone(), Some("k1")).await;
+    assert_eq!(status, 201, "{accepted}");
+    assert_eq!(accepted["events"], 5);
+    assert_eq!(accepted["stored"], true);
+    let messages = accepted["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 2, "one log message per root: {accepted}");
+    assert!(messages.iter().all(|m| m["duplicate"] == false));
+
+    // The same request again is stored once.
+    let (status, again) = post(&client, &format!("{base}/api/v1/events?wait=true"), body, Some("k1")).await;
+    assert_eq!(status, 201, "{again}");
+    assert!(again["messages"].as_array().unwrap().iter().all(|m| m["duplicate"] == true), "{again}");
+    assert_eq!(assert_consistent(&env.store).await, 5);
+
+    let (_, counts) = get(&client, &format!("{base}/api/v1/counts?prefix=brasil&depth=2")).await;
+    assert_eq!(counts["total"], 4, "{counts}");
+    let brasil = &counts["nodes"][0];
+    assert_eq!(
+        (brasil["prefix"].as_str(), brasil["ok"].as_i64(), brasil["errors"].as_i64()),
+        (Some("brasil"), Some(3), Some(1))
+    );
+    let sudeste = &brasil["children"][0];
+    assert_eq!(sudeste["prefix"], "brasil.sudeste");
+    assert_eq!(sudeste["total"], 3);
+    assert_eq!(sudeste["children"][0]["prefix"], "brasil.sudeste.sensor01");
+    assert_eq!(sudeste["children"][0]["total"], 2);
+    let (_, all) = get(&client, &format!("{base}/api/v1/counts?depth=0")).await;
+    assert_eq!(all["total"], 5, "{all}");
+    assert!(all["nodes"].as_array().unwrap().iter().all(|n| n["children"].as_array().unwrap().is_empty()));
+
+    let (_, averages) = get(&client, &format!("{base}/api/v1/stats/averages?window=24h&prefix=brasil.sudeste")).await;
+    let sensors = averages["sensors"].as_array().unwrap();
+    assert_eq!(sensors.len(), 2, "{averages}");
+    assert_eq!((sensors[0]["mean"].as_f64(), sensors[0]["count"].as_i64()), (Some(20.0), Some(2)));
+    assert_eq!((sensors[0]["min"].as_f64(), sensors[0]["max"].as_f64()), (Some(10.0), Some(30.0)));
+
+    let (_, series) = get(
+        &client,
+        &format!("{base}/api/v1/stats/series?tag=brasil.sudeste.sensor01&bucket=1h&from={}", t - 7_200_000),
+    )
+    .await;
+    let points = series["points"].as_array().unwrap();
+    let total: i64 = points.iter().map(|p| p["count"].as_i64().unwrap()).sum();
+    assert_eq!(total, 2, "{series}");
+
+    let (_, rate) = get(&client, &format!("{base}/api/v1/stats/rate?bucket=1h&from={}", t - 3_600_000)).await;
+    let total: i64 = rate["points"].as_array().unwrap().iter().map(|p| p["total"].as_i64().unwrap()).sum();
+    assert_eq!(total, 5, "errors count in the rate too: {rate}");
+
+    let (_, mode) = get(&client, &format!("{base}/api/v1/stats/mode?prefix=brasil")).await;
+    assert_eq!(mode["count"], 3, "{mode}");
+
+    let (_, sensors) = get(&client, &format!("{base}/api/v1/sensors?prefix=brasil.sudeste")).await;
+    assert_eq!(sensors.as_array().unwrap().len(), 2, "{sensors}");
+    let (status, sensor) = get(&client, &format!("{base}/api/v1/sensors/meters.lab.device-7")).await;
+    assert_eq!((status, sensor["last_value"].as_f64()), (200, Some(55.0)), "{sensor}");
+    let (status, _) = get(&client, &format!("{base}/api/v1/sensors/meters.lab.nobody")).await;
+    assert_eq!(status, 404);
+
+    // Value 55 on meters.lab.device-7 crosses the default `> 50` rule.
+    let store = env.store.clone();
+    crate::common::wait_for("the alert to be projected", std::time::Duration::from_secs(20), || {
+        let s = store.clone();
+        async move { !s.alerts(Some("open")).await.unwrap().is_empty() }
+    })
+    .await;
+    let (_, alerts) = get(&client, &format!("{base}/api/v1/alerts?status=open")).await;
+    assert_eq!(alerts[0]["tag"], "meters.lab.device-7", "{alerts}");
+    running.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_input_gets_problem_json_naming_the_field() {
+    let env = TestEnv::start().await;
+    let (running, base) = env.serve().await;
+    let client = reqwest::Client::new();
+    let cases = [
+        (json!([{"tag": "brasil.ok.s1", "value": 1}, {"tag": "brasil..s2", "value": 1}]), "[1].tag"),
+        (json!({"tag": "elsewhere.s1", "value": 1}), "[0].tag"),
+        (json!({"tag": "brasil.a.b", "value": 1, "timestamp": "yesterday"}), "[0].timestamp"),
+        (json!({"tag": "brasil.a.b", "value": {"nested": true}}), "[0].value"),
+        (json!({"tag": "brasil.a.b", "valeu": 1}), "[0]"),
+    ];
+    for (body, field) in cases {
+        let resp = client.post(format!("{base}/api/v1/events")).json(&body).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 400, "{body}");
+        assert_eq!(resp.headers()["content-type"], "application/problem+json", "{body}");
+        let problem: Value = resp.json().await.unwrap();
+        assert_eq!(problem["field"], field, "{problem}");
+        assert!(problem["detail"].as_str().unwrap().len() > 20, "{problem}");
+    }
+    let resp = client.post(format!("{base}/api/v1/events")).body("not json").send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    for (url, field) in [
+        ("/api/v1/stats/averages?window=3d", "window"),
+        ("/api/v1/stats/series?tag=brasil.a.b&bucket=5m", "bucket"),
+        ("/api/v1/counts?depth=9", "depth"),
+        ("/api/v1/alerts?status=closed", "status"),
+    ] {
+        let (status, problem) = get(&client, &format!("{base}{url}")).await;
+        assert_eq!((status, problem["field"].as_str()), (400, Some(field)), "{url}: {problem}");
+    }
+    // Nothing of the rejected requests reached the log.
+    assert_eq!(env.stream_messages(vigia_bus::READINGS).await, 0);
+    running.shutdown().await;
+}

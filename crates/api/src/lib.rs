@@ -6,6 +6,7 @@
 //! store types by hand and never writes to the store: changes go through the log.
 
 mod counts;
+mod events;
 mod health;
 mod ingest;
 mod problem;
@@ -74,7 +75,8 @@ struct ApiDoc;
 
 fn api_router() -> OpenApiRouter<ApiState> {
     let v1 = OpenApiRouter::new()
-        .routes(routes!(ingest::post_events))
+        .routes(routes!(ingest::post_events, events::list_events))
+        .routes(routes!(events::get_event))
         .routes(routes!(counts::counts))
         .routes(routes!(stats::averages))
         .routes(routes!(stats::series))

@@ -321,10 +321,12 @@ pub(crate) async fn mode(State(state): State<ApiState>, Query(p): Query<ModePara
         .map_err(crate::store_problem)?;
     let mut counts: BTreeMap<String, u64> = BTreeMap::new();
     let mut count = 0;
-    for e in events
-        .iter()
-        .filter(|e| e.reading.ts_ms >= from && e.reading.ts_ms < to && e.reading.status == vigia_domain::Status::Ok)
-    {
+    let in_window = |e: &&vigia_domain::StoredEvent| {
+        let r = &e.reading;
+        let ok = r.status == vigia_domain::Status::Ok;
+        ok && r.ts_ms >= from && r.ts_ms < to && under(r.tag.as_str(), p.prefix.as_deref())
+    };
+    for e in events.iter().filter(in_window) {
         let key = match &e.reading.value {
             Value::Number(n) => n.to_string(),
             Value::Text(t) => t.clone(),

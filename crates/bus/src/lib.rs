@@ -79,4 +79,31 @@ impl Bus {
             .await
             .map_err(|e| BusError::JetStream(format!("consumer {durable} on {stream}: {e}")))
     }
+
+    /// The message at `seq` on `READINGS`, read back from the log.
+    pub async fn readings_message(&self, seq: u64) -> Result<LoggedMessage, BusError> {
+        let stream = self.js.get_stream(READINGS).await.map_err(|e| BusError::JetStream(format!("{READINGS}: {e}")))?;
+        let m = stream
+            .get_raw_message(seq)
+            .await
+            .map_err(|e| BusError::JetStream(format!("{READINGS} message {seq}: {e}")))?;
+        let header = |name: &str| m.headers.get(name).map(|v| v.as_str().to_owned());
+        Ok(LoggedMessage {
+            subject: m.subject.to_string(),
+            event: header(vigia_domain::EVENT_HEADER),
+            version: header(vigia_domain::VERSION_HEADER),
+            published_ms: (m.time.unix_timestamp_nanos() / 1_000_000) as i64,
+            payload: m.payload,
+        })
+    }
+}
+
+/// A message read back from the log by sequence.
+#[derive(Debug, Clone)]
+pub struct LoggedMessage {
+    pub subject: String,
+    pub event: Option<String>,
+    pub version: Option<String>,
+    pub payload: bytes::Bytes,
+    pub published_ms: i64,
 }

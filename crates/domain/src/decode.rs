@@ -11,7 +11,8 @@ use crate::tag::Tag;
 
 /// Fields that name the device; kept as metadata, never trusted over the subject.
 const META_LIMIT: usize = 16;
-const META_VALUE_LIMIT: usize = 256;
+/// Longest metadata value or text value kept; the CSV import refuses longer cells.
+pub(crate) const META_VALUE_LIMIT: usize = 256;
 
 /// Decodes one device payload published on `tag`'s subject.
 /// `broker_ms` is the stream's receive time, used when the payload has none.

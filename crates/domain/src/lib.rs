@@ -1,6 +1,7 @@
-//! The centre of Vigia: what a sensor reading is, how raw payloads become
-//! readings, how the log encodes them, how alert rules judge them, and what
-//! a batch of them changes in the projections.
+//! The centre of Vigia: what a sensor reading is, how raw payloads and CSV
+//! rows become readings, how the log encodes them, how alert rules judge
+//! them, what a batch of them changes in the projections, and what an events
+//! query asks for.
 //!
 //! This crate must never do I/O: no sockets, no files, no clocks. Callers pass
 //! the broker's time in. That keeps every rule here testable with plain values
@@ -8,8 +9,10 @@
 
 mod decode;
 mod envelope;
+mod import;
 mod ledger;
 mod projection;
+mod query;
 mod reading;
 mod rules;
 mod tag;
@@ -19,10 +22,12 @@ pub use envelope::{
     BatchItem, EVENT_HEADER, EnvelopeError, ItemValue, LogEvent, READINGS_RECORDED, VERSION_HEADER, batch_subject,
     decode_message, encode_batch,
 };
+pub use import::{ImportError, ImportHeader, ImportRow, RowError};
 pub use ledger::Ledger;
 pub use projection::{
     BLOCK_SPAN_MS, Block, BlockExtra, CounterDelta, Projection, RollupDelta, RollupGrain, SensorDelta, StoredEvent,
 };
+pub use query::{Cursor, EventField, EventQuery, Filter, FilterOp, Page, QueryError, SortDirection, SortKey};
 pub use reading::{EventId, Reading, Status, Value};
 pub use rules::{AlertChange, AlertEvent, AlertKind, AlertState, Op, Rule, RuleError};
 pub use tag::{Tag, TagError, TagPattern};

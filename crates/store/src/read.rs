@@ -105,8 +105,8 @@ impl Store {
         Ok(sorted_events(rows))
     }
 
-    /// Events whose block overlaps `[from, to]` and whose tag is `prefix` or
-    /// under it, in log order. Stops with [`StoreError::TooMany`] past `cap`
+    /// Events whose block overlaps `[from, to]` and whose tag starts with
+    /// `prefix` (plain text: `bra` matches `brasil.x` and `braga.y`), in log order. Stops with [`StoreError::TooMany`] past `cap`
     /// events, so a careless query cannot exhaust memory.
     pub async fn events_window(
         &self,
@@ -120,12 +120,11 @@ impl Store {
             .db
             .query(
                 "SELECT * FROM block WHERE ($from = NONE OR start >= $from) AND ($to = NONE OR start <= $to)
-                 AND ($prefix = NONE OR tag = $prefix OR string::starts_with(tag, $dotted))",
+                 AND ($prefix = NONE OR string::starts_with(tag, $prefix))",
             )
             .bind(("from", from_block))
             .bind(("to", to))
-            .bind(("prefix", prefix.map(|p| p.trim_end_matches('.').to_owned())))
-            .bind(("dotted", prefix.map(|p| format!("{}.", p.trim_end_matches('.')))))
+            .bind(("prefix", prefix.map(str::to_owned)))
             .await?
             .check()?
             .take(0)?;

@@ -84,7 +84,8 @@ fn api_router() -> OpenApiRouter<ApiState> {
         .routes(routes!(stats::mode))
         .routes(routes!(registry::sensors))
         .routes(routes!(registry::sensor))
-        .routes(routes!(registry::alerts));
+        .routes(routes!(registry::alerts))
+        .routes(routes!(registry::ack));
     OpenApiRouter::with_openapi(ApiDoc::openapi()).routes(routes!(health::health)).nest("/api/v1", v1)
 }
 

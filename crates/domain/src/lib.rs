@@ -29,5 +29,8 @@ pub use projection::{
 };
 pub use query::{Cursor, EventField, EventQuery, Filter, FilterOp, Page, QueryError, SortDirection, SortKey};
 pub use reading::{EventId, Reading, Status, Value};
-pub use rules::{AlertChange, AlertEvent, AlertKind, AlertState, Op, Rule, RuleError};
+pub use rules::{
+    ACK_SUBJECT_PREFIX, ALERT_ACKNOWLEDGED, AlertAck, AlertChange, AlertEvent, AlertKind, AlertState, Op, Rule,
+    RuleError,
+};
 pub use tag::{Tag, TagError, TagPattern};

@@ -217,6 +217,39 @@ impl AlertState {
     }
 }
 
+/// Subject prefix of acknowledgements: `alerts._ack.<tag>`. Kept apart from
+/// `alerts.<tag>`, whose last message is the alerter's state for the tag.
+pub const ACK_SUBJECT_PREFIX: &str = "alerts._ack";
+/// The `Vigia-Event` header of an acknowledgement.
+pub const ALERT_ACKNOWLEDGED: &str = "AlertAcknowledged";
+
+/// An operator acknowledged an alert (`AlertAcknowledged` v1, on
+/// `alerts._ack.<tag>`). Acknowledging twice changes nothing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertAck {
+    pub v: u32,
+    pub tag: Tag,
+    pub rule: String,
+    /// The reading that opened the alert: with tag and rule, the alert's identity.
+    pub opened_by: EventId,
+    /// When it was acknowledged, unix ms.
+    pub ts_ms: i64,
+    /// Who acknowledged, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+}
+
+impl AlertAck {
+    pub fn subject(&self) -> String {
+        format!("{ACK_SUBJECT_PREFIX}.{}", self.tag)
+    }
+
+    /// One acknowledgement per alert reaches the stream, however often it is clicked.
+    pub fn message_id(&self) -> String {
+        format!("ack-{}-{}-{}", self.rule, self.opened_by, self.tag)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,7 @@
 //! (open, acknowledged, cleared). Applying an event twice changes nothing.
 
 use surrealdb::types::{Array, RecordId, SurrealValue, Value as SValue};
-use vigia_domain::{AlertEvent, AlertKind};
+use vigia_domain::{AlertAck, AlertEvent, AlertKind, EventId, Tag};
 
 use crate::{Store, StoreError};
 
@@ -23,17 +23,28 @@ pub struct AlertRecord {
     pub cleared_at: Option<i64>,
     pub cleared_value: Option<f64>,
     pub acknowledged_at: Option<i64>,
+    pub acknowledged_by: Option<String>,
 }
 
 fn alert_id(e: &AlertEvent) -> RecordId {
+    record_id(&e.tag, &e.rule, e.opened_by)
+}
+
+fn record_id(tag: &Tag, rule: &str, opened_by: EventId) -> RecordId {
     let key = Array::from(vec![
-        SValue::from_t(e.tag.to_string()),
-        SValue::from_t(e.rule.clone()),
-        SValue::from_t(e.opened_by.seq as i64),
-        SValue::from_t(i64::from(e.opened_by.idx)),
+        SValue::from_t(tag.to_string()),
+        SValue::from_t(rule.to_owned()),
+        SValue::from_t(opened_by.seq as i64),
+        SValue::from_t(i64::from(opened_by.idx)),
     ]);
     RecordId::new("alert", key)
 }
+
+// An acknowledgement moves `open` to `acknowledged` and keeps `cleared`; the
+// first acknowledgement's time wins. Only an existing alert is touched.
+const ACKNOWLEDGED: &str = "UPDATE $id SET
+    status = IF status = 'open' { 'acknowledged' } ELSE { status },
+    acknowledged_at = acknowledged_at ?? $ts, acknowledged_by = acknowledged_by ?? $by RETURN NONE";
 
 // Opening keeps any later status: a redelivered `opened` after its `cleared`
 // must not reopen the alert.
@@ -65,6 +76,32 @@ impl Store {
             .await?
             .check()?;
         Ok(())
+    }
+
+    /// Applies an acknowledgement; idempotent.
+    pub async fn apply_ack(&self, ack: &AlertAck) -> Result<(), StoreError> {
+        self.db
+            .query(ACKNOWLEDGED)
+            .bind(("id", record_id(&ack.tag, &ack.rule, ack.opened_by)))
+            .bind(("ts", ack.ts_ms))
+            .bind(("by", ack.by.clone()))
+            .await?
+            .check()?;
+        Ok(())
+    }
+
+    /// The alert `rule` opened on the reading `opened_by`, if any.
+    pub async fn alert(&self, rule: &str, opened_by: EventId) -> Result<Option<AlertRecord>, StoreError> {
+        let mut rows: Vec<AlertRecord> = self
+            .db
+            .query("SELECT * OMIT id FROM alert WHERE opened_seq = $seq AND opened_idx = $idx AND rule = $rule")
+            .bind(("seq", opened_by.seq as i64))
+            .bind(("idx", i64::from(opened_by.idx)))
+            .bind(("rule", rule.to_owned()))
+            .await?
+            .check()?
+            .take(0)?;
+        Ok(rows.pop())
     }
 
     /// Alerts, newest first, optionally only those with `status`.

@@ -168,6 +168,13 @@ impl Config {
             rule.validate().context("invalid [alerts] rule")?;
         }
         anyhow::ensure!(!self.nats.roots.is_empty(), "nats.roots needs at least one root, e.g. [\"brasil\"]");
+        for root in &self.nats.roots {
+            let ok = !root.is_empty() && root.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            anyhow::ensure!(
+                ok && !root.starts_with('_') && root != "alerts",
+                "nats.roots: `{root}` is not a root: one token of [A-Za-z0-9_-], not starting with `_` and not `alerts`"
+            );
+        }
         anyhow::ensure!(self.persister.batch_size > 0, "persister.batch_size must be at least 1");
         Ok(())
     }

@@ -7,7 +7,6 @@ use anyhow::Context;
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
 use tokio_util::sync::CancellationToken;
 use vigia_bus::{ALERTS, Batcher, Bus, READINGS};
-use vigia_domain::AlertEvent;
 use vigia_store::Store;
 
 use crate::workers::persister::{READINGS_LEDGER, apply_batch};
@@ -48,10 +47,10 @@ pub async fn replay(bus: &Bus, store: &Store, batch: usize) -> anyhow::Result<Re
                 report.events += applied.events;
             } else {
                 for d in &deliveries {
-                    let event: AlertEvent = serde_json::from_slice(d.payload())
-                        .with_context(|| format!("ALERTS message {} is not an alert event", d.seq))?;
-                    store.apply_alert(&event).await?;
-                    report.alerts += 1;
+                    if let Some(applied) = crate::workers::projector::apply_message(store, d).await {
+                        applied?;
+                        report.alerts += 1;
+                    }
                 }
             }
             if last >= state.last_sequence {

@@ -1,10 +1,11 @@
 //! The alert projector: applies `ALERTS` events to alert records in the
-//! store (open, acknowledged, cleared). Applying an event twice is harmless.
+//! store (open, acknowledged, cleared), and `AlertAcknowledged` from
+//! `alerts._ack.<tag>`. Applying an event twice is harmless.
 
 use tokio_util::sync::CancellationToken;
-use vigia_bus::{ALERTS, Batcher, Bus};
-use vigia_domain::AlertEvent;
-use vigia_store::Store;
+use vigia_bus::{ALERTS, Batcher, Bus, Delivery};
+use vigia_domain::{ALERT_ACKNOWLEDGED, AlertAck, AlertEvent};
+use vigia_store::{Store, StoreError};
 
 use super::persister::BatchOptions;
 use super::{ack_all, retry_backoff};
@@ -18,14 +19,8 @@ pub async fn run(bus: &Bus, store: &Store, options: BatchOptions, stop: Cancella
         let mut attempt = 0u32;
         'retry: loop {
             for d in &batch {
-                let event: AlertEvent = match serde_json::from_slice(d.payload()) {
-                    Ok(e) => e,
-                    Err(e) => {
-                        tracing::error!(seq = d.seq, subject = d.subject(), error = %e, "Not an alert event; skipped.");
-                        continue;
-                    }
-                };
-                if let Err(e) = store.apply_alert(&event).await {
+                let Some(applied) = apply_message(store, d).await else { continue };
+                if let Err(e) = applied {
                     attempt += 1;
                     tracing::warn!(error = %e, attempt, "Alert projection failed; retrying.");
                     if retry_backoff(bus, &batch, attempt, &stop).await {
@@ -42,4 +37,25 @@ pub async fn run(bus: &Bus, store: &Store, options: BatchOptions, stop: Cancella
     let released = batcher.release().await;
     tracing::info!(released, "Alert projector stopped.");
     Ok(())
+}
+
+/// Applies one `ALERTS` message to the store. `None` when the message is
+/// neither an alert event nor an acknowledgement (logged, nothing to apply).
+pub(crate) async fn apply_message(store: &Store, d: &Delivery) -> Option<Result<(), StoreError>> {
+    match d.event() {
+        Some(ALERT_ACKNOWLEDGED) => match serde_json::from_slice::<AlertAck>(d.payload()) {
+            Ok(ack) => Some(store.apply_ack(&ack).await),
+            Err(e) => {
+                tracing::error!(seq = d.seq, subject = d.subject(), error = %e, "Not an acknowledgement; skipped.");
+                None
+            }
+        },
+        _ => match serde_json::from_slice::<AlertEvent>(d.payload()) {
+            Ok(event) => Some(store.apply_alert(&event).await),
+            Err(e) => {
+                tracing::error!(seq = d.seq, subject = d.subject(), error = %e, "Not an alert event; skipped.");
+                None
+            }
+        },
+    }
 }

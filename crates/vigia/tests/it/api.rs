@@ -109,6 +109,23 @@ async fn posted_readings_are_stored_counted_and_aggregated() {
     .await;
     let (_, alerts) = get(&client, &format!("{base}/api/v1/alerts?status=open")).await;
     assert_eq!(alerts[0]["tag"], "meters.lab.device-7", "{alerts}");
+
+    // Acknowledging goes through the log and is projected; twice is harmless.
+    let id = alerts[0]["id"].as_str().unwrap().to_owned();
+    for _ in 0..2 {
+        let (status, acked) =
+            post(&client, &format!("{base}/api/v1/alerts/{id}/ack?wait=true&by=ops"), json!(null), None).await;
+        assert_eq!(status, 200, "{acked}");
+        assert_eq!((acked["status"].as_str(), acked["acknowledged_by"].as_str()), (Some("acknowledged"), Some("ops")));
+    }
+    let (_, open) = get(&client, &format!("{base}/api/v1/alerts?status=open")).await;
+    assert!(open.as_array().unwrap().is_empty(), "{open}");
+    let acks = env.bus.jetstream().get_stream(vigia_bus::ALERTS).await.unwrap().info().await.unwrap().state.messages;
+    assert_eq!(acks, 2, "one AlertOpened and one AlertAcknowledged, the second ack deduplicated");
+    let (status, _) = post(&client, &format!("{base}/api/v1/alerts/1-0-no-such-rule/ack"), json!(null), None).await;
+    assert_eq!(status, 404);
+    let (status, _) = post(&client, &format!("{base}/api/v1/alerts/nonsense/ack"), json!(null), None).await;
+    assert_eq!(status, 400);
     running.shutdown().await;
 }
 

@@ -8,6 +8,7 @@
 mod counts;
 mod events;
 mod health;
+mod import;
 mod ingest;
 mod problem;
 mod registry;
@@ -85,7 +86,9 @@ fn api_router() -> OpenApiRouter<ApiState> {
         .routes(routes!(registry::sensors))
         .routes(routes!(registry::sensor))
         .routes(routes!(registry::alerts))
-        .routes(routes!(registry::ack));
+        .routes(routes!(registry::ack))
+        // Route layers run inside the app-wide limit and override it.
+        .merge(OpenApiRouter::new().routes(routes!(import::import)).layer(DefaultBodyLimit::max(import::MAX_IMPORT)));
     OpenApiRouter::with_openapi(ApiDoc::openapi()).routes(routes!(health::health)).nest("/api/v1", v1)
 }
 

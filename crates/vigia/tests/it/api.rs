@@ -249,3 +249,55 @@ async fn events_are_queried_sorted_paged_and_fetched_by_id() {
     }
     running.shutdown().await;
 }
+
+#[tokio::test]
+async fn csv_import_reports_rows_and_a_second_upload_stores_nothing_new() {
+    let env = TestEnv::start().await;
+    let (running, base) = env.serve().await;
+    let client = reqwest::Client::new();
+    let file = "equipmentId,timestamp,value\n\
+                EQ-12495,2023-02-15T01:30:00.000-05:00,78.42\n\
+                EQ-12495,2023-02-15T01:31:00.000-05:00,\n\
+                EQ-7,yesterday,3\n\
+                EQ-7,1676442600000,\"12,5\"\n";
+    let url = format!("{base}/api/v1/events/import?root=plant1.area3&wait=true");
+    let upload = |body: &'static str| client.post(&url).header("content-type", "text/csv").body(body).send();
+    let report: Value = upload(file).await.unwrap().json().await.unwrap();
+    assert_eq!(
+        (report["accepted"].as_u64(), report["duplicates"].as_u64(), report["rejected"].as_u64()),
+        (Some(3), Some(0), Some(1)),
+        "{report}"
+    );
+    assert_eq!(report["errors"][0]["line"], 4, "{report}");
+    assert_eq!(report["errors"][0]["column"], "timestamp", "{report}");
+    assert_eq!(report["stored"], true);
+
+    let again: Value = upload(file).await.unwrap().json().await.unwrap();
+    assert_eq!((again["accepted"].as_u64(), again["duplicates"].as_u64()), (Some(0), Some(3)), "{again}");
+    assert_eq!(assert_consistent(&env.store).await, 3);
+    let (_, counts) = get(&client, &format!("{base}/api/v1/counts?prefix=plant1.area3&depth=1")).await;
+    let node = &counts["nodes"][0];
+    assert_eq!(
+        (node["ok"].as_i64(), node["errors"].as_i64()),
+        (Some(2), Some(1)),
+        "the empty value is an error event: {counts}"
+    );
+    let (_, eq) = get(&client, &format!("{base}/api/v1/events?tag=plant1.area3.EQ-12495&sort=timestamp:asc")).await;
+    assert_eq!(eq["events"][0]["timestamp"], 1_676_442_600_000i64, "RFC 3339 with offset: {eq}");
+    assert_eq!(eq["events"][0]["value"], 78.42);
+
+    // A multipart upload of a tag file; a bare equipmentId file without root is refused whole.
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::text("tag,timestamp,value,unit\nbrasil.sul.s1,1700000000000,5,C\n")
+            .file_name("a.csv"),
+    );
+    let report: Value =
+        client.post(format!("{base}/api/v1/events/import")).multipart(form).send().await.unwrap().json().await.unwrap();
+    assert_eq!(report["accepted"], 1, "{report}");
+    let resp = client.post(format!("{base}/api/v1/events/import")).body(file).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    let problem: Value = resp.json().await.unwrap();
+    assert_eq!(problem["field"], "root", "{problem}");
+    running.shutdown().await;
+}

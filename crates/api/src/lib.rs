@@ -7,6 +7,7 @@
 
 mod counts;
 mod events;
+mod export;
 mod health;
 mod import;
 mod ingest;
@@ -78,6 +79,7 @@ fn api_router() -> OpenApiRouter<ApiState> {
     let v1 = OpenApiRouter::new()
         .routes(routes!(ingest::post_events, events::list_events))
         .routes(routes!(events::get_event))
+        .routes(routes!(export::export))
         .routes(routes!(counts::counts))
         .routes(routes!(stats::averages))
         .routes(routes!(stats::series))

@@ -301,3 +301,40 @@ async fn csv_import_reports_rows_and_a_second_upload_stores_nothing_new() {
     assert_eq!(problem["field"], "root", "{problem}");
     running.shutdown().await;
 }
+
+#[tokio::test]
+async fn csv_export_streams_every_match_hour_by_hour() {
+    let env = TestEnv::start().await;
+    let (running, base) = env.serve().await;
+    let client = reqwest::Client::new();
+    let t = 1_700_000_000_000i64;
+    // 3 hours of readings, 10 minutes apart, plus a text value that looks like a formula.
+    let mut body: Vec<Value> =
+        (0..18).map(|i| json!({"tag": "brasil.norte.s1", "value": i, "timestamp": t + i * 600_000})).collect();
+    body.push(json!({"tag": "brasil.norte.s2", "value": "=1+1,x", "timestamp": t}));
+    let (status, _) = post(&client, &format!("{base}/api/v1/events?wait=true"), json!(body), None).await;
+    assert_eq!(status, 201);
+
+    let resp =
+        client.get(format!("{base}/api/v1/events.csv?tag=eq:brasil.norte.*&sort=timestamp:asc")).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/csv"));
+    let text = resp.text().await.unwrap();
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    assert_eq!(
+        reader.headers().unwrap().iter().collect::<Vec<_>>(),
+        ["id", "tag", "timestamp", "time", "value", "unit", "status", "reason"]
+    );
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 19, "{text}");
+    let stamps: Vec<i64> = rows.iter().map(|r| r[2].parse().unwrap()).collect();
+    assert!(stamps.windows(2).all(|w| w[0] <= w[1]), "ascending across hours: {stamps:?}");
+    assert!(rows.iter().any(|r| &r[4] == "'=1+1,x"), "a formula-looking text is defused: {text}");
+
+    // Newest first by default, and with a filter.
+    let text = client.get(format!("{base}/api/v1/events.csv?value=gte:10")).send().await.unwrap().text().await.unwrap();
+    let values: Vec<String> =
+        csv::Reader::from_reader(text.as_bytes()).records().map(|r| r.unwrap()[4].to_owned()).collect();
+    assert_eq!(values, (10..18).rev().map(|v| v.to_string()).collect::<Vec<_>>());
+    running.shutdown().await;
+}

@@ -11,6 +11,7 @@ mod export;
 mod health;
 mod import;
 mod ingest;
+mod live;
 mod problem;
 mod registry;
 mod stats;
@@ -80,6 +81,7 @@ fn api_router() -> OpenApiRouter<ApiState> {
         .routes(routes!(ingest::post_events, events::list_events))
         .routes(routes!(events::get_event))
         .routes(routes!(export::export))
+        .routes(routes!(live::live))
         .routes(routes!(counts::counts))
         .routes(routes!(stats::averages))
         .routes(routes!(stats::series))

@@ -80,6 +80,27 @@ impl Bus {
             .map_err(|e| BusError::JetStream(format!("consumer {durable} on {stream}: {e}")))
     }
 
+    /// Follows `stream` from now on (messages stored after the call), only
+    /// subjects matching `filter` (empty: all), without acknowledgements:
+    /// an ephemeral consumer the server drops once nobody pulls from it.
+    pub async fn tail(&self, stream: &str, filter: &str) -> Result<Batcher, BusError> {
+        let consumer = self
+            .js
+            .get_stream(stream)
+            .await
+            .map_err(|e| BusError::JetStream(format!("{stream}: {e}")))?
+            .create_consumer(jetstream::consumer::pull::Config {
+                deliver_policy: jetstream::consumer::DeliverPolicy::New,
+                ack_policy: jetstream::consumer::AckPolicy::None,
+                filter_subject: filter.to_owned(),
+                inactive_threshold: std::time::Duration::from_secs(30),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| BusError::JetStream(format!("tail of {stream}: {e}")))?;
+        Batcher::new(&consumer, 500, std::time::Duration::from_millis(100)).await
+    }
+
     /// The message at `seq` on `READINGS`, read back from the log.
     pub async fn readings_message(&self, seq: u64) -> Result<LoggedMessage, BusError> {
         let stream = self.js.get_stream(READINGS).await.map_err(|e| BusError::JetStream(format!("{READINGS}: {e}")))?;

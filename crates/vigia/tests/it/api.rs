@@ -338,3 +338,29 @@ async fn csv_export_streams_every_match_hour_by_hour() {
     assert_eq!(values, (10..18).rev().map(|v| v.to_string()).collect::<Vec<_>>());
     running.shutdown().await;
 }
+
+#[tokio::test]
+async fn live_streams_readings_alerts_and_counts_for_a_pattern() {
+    let env = TestEnv::start().await;
+    let (running, base) = env.serve().await;
+    let client = reqwest::Client::new();
+    let mut resp = client.get(format!("{base}/api/v1/live?tag=brasil.sudeste.*")).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    env.publish_raw("brasil.sul.s2", br#"{"value": 1}"#).await;
+    let seq = env.publish_raw("brasil.sudeste.s1", br#"{"value": 77}"#).await;
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !(text.contains("event: reading") && text.contains("event: alert") && text.contains("event: counts")) {
+        let chunk = tokio::time::timeout_at(deadline, resp.chunk()).await.expect("live events within 20 s").unwrap();
+        text.push_str(&String::from_utf8_lossy(&chunk.expect("stream open")));
+    }
+    assert!(text.contains(&format!("\"id\":\"{seq}-0\"")), "{text}");
+    assert!(text.contains("AlertOpened"), "{text}");
+    assert!(text.contains(r#""brasil.sudeste":{"errors":0,"ok":1}"#), "{text}");
+    assert!(!text.contains("brasil.sul"), "filtered by the pattern: {text}");
+    let (status, problem) = get(&client, &format!("{base}/api/v1/live?tag=brasil..x")).await;
+    assert_eq!((status, problem["field"].as_str()), (400, Some("tag")));
+    drop(resp);
+    running.shutdown().await;
+}

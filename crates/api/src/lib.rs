@@ -5,6 +5,7 @@
 //! Only this crate knows HTTP and JSON shapes; it converts from domain and
 //! store types by hand and never writes to the store: changes go through the log.
 
+mod auth;
 mod counts;
 mod events;
 mod export;
@@ -29,6 +30,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use vigia_bus::Bus;
 use vigia_store::Store;
 
+pub use auth::{Auth, Scope, Token, hash_token};
 pub use problem::Problem;
 
 /// The largest request body accepted (10,000 readings fit comfortably).
@@ -45,6 +47,7 @@ pub struct ApiState {
     pub started: Instant,
     /// The stream's roots: the first token every tag must have.
     pub roots: Vec<String>,
+    pub auth: Auth,
 }
 
 /// A store failure as a problem: too broad a query is the caller's to fix,
@@ -61,6 +64,7 @@ pub(crate) fn store_problem(e: vigia_store::StoreError) -> Problem {
 
 #[derive(OpenApi)]
 #[openapi(
+    modifiers(&BearerAuth),
     info(
         title = "Vigia API",
         description = "Telemetry for sensor fleets: readings on a NATS JetStream log, projected into SurrealDB.",
@@ -76,8 +80,29 @@ pub(crate) fn store_problem(e: vigia_store::StoreError) -> Problem {
 )]
 struct ApiDoc;
 
+/// Declares the bearer scheme: with tokens configured, writes need `write`
+/// and reads need `read` unless reads are open.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        openapi.security =
+            Some(vec![SecurityRequirement::new("bearer", Vec::<String>::new()), SecurityRequirement::default()]);
+    }
+}
+
 fn api_router() -> OpenApiRouter<ApiState> {
-    let v1 = OpenApiRouter::new()
+    OpenApiRouter::with_openapi(ApiDoc::openapi()).routes(routes!(health::health)).nest("/api/v1", v1_router())
+}
+
+fn v1_router() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
         .routes(routes!(ingest::post_events, events::list_events))
         .routes(routes!(events::get_event))
         .routes(routes!(export::export))
@@ -92,7 +117,12 @@ fn api_router() -> OpenApiRouter<ApiState> {
         .routes(routes!(registry::alerts))
         .routes(routes!(registry::ack))
         // Route layers run inside the app-wide limit and override it.
-        .merge(OpenApiRouter::new().routes(routes!(import::import)).layer(DefaultBodyLimit::max(import::MAX_IMPORT)));
+        .merge(OpenApiRouter::new().routes(routes!(import::import)).layer(DefaultBodyLimit::max(import::MAX_IMPORT)))
+}
+
+/// `/api/v1` behind the token check; `/health`, `/openapi.json` and `/docs` stay open.
+fn guarded(state: &ApiState) -> OpenApiRouter<ApiState> {
+    let v1 = v1_router().layer(axum::middleware::from_fn_with_state(state.clone(), auth::require));
     OpenApiRouter::with_openapi(ApiDoc::openapi()).routes(routes!(health::health)).nest("/api/v1", v1)
 }
 
@@ -104,7 +134,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 /// The whole HTTP application.
 pub fn router(state: ApiState) -> Router {
-    let (router, api) = api_router().split_for_parts();
+    let (router, api) = guarded(&state).split_for_parts();
     router
         .merge(SwaggerUi::new("/docs").url("/openapi.json", api))
         .layer(DefaultBodyLimit::max(MAX_BODY))

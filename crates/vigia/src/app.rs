@@ -82,7 +82,11 @@ pub async fn run(
             store: need_store()?,
             started: Instant::now(),
             roots: config.nats.roots.clone(),
+            auth: config.http.auth()?,
         };
+        if state.auth.tokens.is_empty() {
+            tracing::warn!("No API tokens configured: anyone who reaches the API may write. See [http.tokens].");
+        }
         let t = stop.clone();
         tasks.spawn(async move {
             let served = vigia_api::serve(listener, state, t.cancelled_owned()).await;

@@ -69,6 +69,51 @@ pub struct StoreSection {
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
     pub listen: String,
+    /// Let GET requests through without a token (only matters once tokens exist).
+    pub open_reads: bool,
+    /// API tokens; none means the API is open (development only).
+    pub tokens: Vec<TokenConfig>,
+}
+
+/// One API token, by its SHA-256 (`vigia token new` prints one).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    pub name: String,
+    /// Hex SHA-256 of the token; the token itself is never stored.
+    pub sha256: String,
+    /// `read`, `write`, `admin`.
+    pub scopes: Vec<String>,
+}
+
+impl HttpConfig {
+    /// The API's access rules, checked.
+    pub fn auth(&self) -> anyhow::Result<vigia_api::Auth> {
+        let mut tokens = Vec::new();
+        for t in &self.tokens {
+            let bytes: Vec<u8> = (0..t.sha256.len())
+                .step_by(2)
+                .filter_map(|i| t.sha256.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+                .collect();
+            let sha256: [u8; 32] = bytes.try_into().ok().filter(|_| t.sha256.len() == 64).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "[[http.tokens]] `{}`: sha256 must be 64 hex digits (run `vigia token hash <token>`)",
+                    t.name
+                )
+            })?;
+            let scopes = t
+                .scopes
+                .iter()
+                .map(|s| {
+                    vigia_api::Scope::parse(s).ok_or_else(|| {
+                        anyhow::anyhow!("[[http.tokens]] `{}`: scope `{s}` is not read, write or admin", t.name)
+                    })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            tokens.push(vigia_api::Token { name: t.name.clone(), sha256, scopes });
+        }
+        Ok(vigia_api::Auth { tokens, open_reads: self.open_reads })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -130,7 +175,7 @@ impl Default for Config {
                 username: None,
                 password: None,
             },
-            http: HttpConfig { listen: "127.0.0.1:8080".into() },
+            http: HttpConfig { listen: "127.0.0.1:8080".into(), open_reads: true, tokens: Vec::new() },
             persister: PersisterConfig { batch_size: 5000, batch_wait_ms: 50 },
             alerts: AlertsConfig { rules: Rule::default_rules() },
             sim: SimSection {
@@ -164,6 +209,7 @@ impl Config {
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
+        self.http.auth()?;
         for rule in &self.alerts.rules {
             rule.validate().context("invalid [alerts] rule")?;
         }

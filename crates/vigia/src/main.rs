@@ -50,6 +50,52 @@ enum Command {
         #[arg(long, default_value = "openapi/openapi.json")]
         out: PathBuf,
     },
+    /// Make an API token, or hash one for `[[http.tokens]]`.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum TokenCommand {
+    /// Generate a random token and print it with its `[[http.tokens]]` entry.
+    New {
+        #[arg(long)]
+        name: String,
+        /// Comma-separated: read, write, admin.
+        #[arg(long, default_value = "read,write")]
+        scopes: String,
+    },
+    /// Print the SHA-256 of a token (read from standard input when not given).
+    Hash { token: Option<String> },
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn token_command(cmd: &TokenCommand) -> anyhow::Result<()> {
+    match cmd {
+        TokenCommand::New { name, scopes } => {
+            let scopes: Vec<&str> = scopes.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+            if let Some(bad) = scopes.iter().find(|s| vigia_api::Scope::parse(s).is_none()) {
+                anyhow::bail!("scope `{bad}` is not read, write or admin");
+            }
+            let token = format!("vg_{}", hex(&rand::random::<[u8; 32]>()));
+            println!("token (shown once, keep it secret): {token}\n");
+            println!(
+                "[[http.tokens]]\nname = {name:?}\nsha256 = {:?}\nscopes = {scopes:?}",
+                hex(&vigia_api::hash_token(&token))
+            );
+        }
+        TokenCommand::Hash { token } => {
+            let token = match token {
+                Some(t) => t.clone(),
+                None => std::io::read_to_string(std::io::stdin())?.trim().to_owned(),
+            };
+            println!("{}", hex(&vigia_api::hash_token(&token)));
+        }
+    }
+    Ok(())
 }
 
 #[derive(clap::Args, Debug)]
@@ -100,6 +146,9 @@ fn init_tracing(config: &Config) {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Command::Token(cmd) = &cli.command {
+        return token_command(cmd);
+    }
     if let Command::Openapi { out } = &cli.command {
         let json = serde_json::to_string_pretty(&vigia_api::openapi())? + "\n";
         std::fs::write(out, json).with_context(|| format!("failed to write {}", out.display()))?;
@@ -214,6 +263,6 @@ async fn main() -> anyhow::Result<()> {
                 anyhow::bail!("{} mismatches over {} events", report.mismatches.len(), report.events)
             }
         }
-        Command::Openapi { .. } => unreachable!("handled above"),
+        Command::Openapi { .. } | Command::Token(_) => unreachable!("handled above"),
     }
 }

@@ -364,3 +364,52 @@ async fn live_streams_readings_alerts_and_counts_for_a_pattern() {
     drop(resp);
     running.shutdown().await;
 }
+
+#[tokio::test]
+async fn tokens_guard_every_write_route_and_reads_when_closed() {
+    let mut env = TestEnv::start().await;
+    let hash = |t: &str| vigia_api::hash_token(t).iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let token = |name: &str, secret: &str, scopes: &[&str]| vigia::config::TokenConfig {
+        name: name.into(),
+        sha256: hash(secret),
+        scopes: scopes.iter().map(|s| s.to_string()).collect(),
+    };
+    env.config.http.open_reads = false;
+    env.config.http.tokens = vec![token("viewer", "r-secret", &["read"]), token("device", "w-secret", &["write"])];
+    let (running, base) = env.serve().await;
+    let client = reqwest::Client::new();
+    let writes = [
+        ("/api/v1/events", "application/json", r#"{"tag": "brasil.a.b", "value": 1}"#),
+        ("/api/v1/events/import", "text/csv", "tag,timestamp,value\nbrasil.a.b,1700000000000,1\n"),
+        ("/api/v1/alerts/1-0-value-above-50/ack", "application/json", ""),
+    ];
+    for (path, kind, body) in writes {
+        let send = |auth: Option<&str>| {
+            let mut req = client.post(format!("{base}{path}")).header("content-type", kind).body(body);
+            if let Some(a) = auth {
+                req = req.bearer_auth(a);
+            }
+            req.send()
+        };
+        let resp = send(None).await.unwrap();
+        assert_eq!(resp.status().as_u16(), 401, "{path}");
+        assert!(resp.headers().contains_key("www-authenticate"), "{path}");
+        assert_eq!(send(Some("wrong")).await.unwrap().status().as_u16(), 401, "{path}");
+        assert_eq!(send(Some("r-secret")).await.unwrap().status().as_u16(), 403, "{path}: read-only token");
+        let status = send(Some("w-secret")).await.unwrap().status().as_u16();
+        assert!(status != 401 && status != 403, "{path}: the write token passes, got {status}");
+    }
+    let get = |auth: Option<&str>| {
+        let mut req = client.get(format!("{base}/api/v1/counts"));
+        if let Some(a) = auth {
+            req = req.bearer_auth(a);
+        }
+        req.send()
+    };
+    assert_eq!(get(None).await.unwrap().status().as_u16(), 401, "reads are closed");
+    assert_eq!(get(Some("r-secret")).await.unwrap().status().as_u16(), 200);
+    assert_eq!(get(Some("w-secret")).await.unwrap().status().as_u16(), 200, "write implies read");
+    let health = client.get(format!("{base}/health")).send().await.unwrap();
+    assert_eq!(health.status().as_u16(), 200, "health stays open");
+    running.shutdown().await;
+}

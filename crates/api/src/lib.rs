@@ -13,6 +13,7 @@ mod health;
 mod import;
 mod ingest;
 mod live;
+mod metrics;
 mod problem;
 mod registry;
 mod stats;
@@ -98,7 +99,10 @@ impl utoipa::Modify for BearerAuth {
 }
 
 fn api_router() -> OpenApiRouter<ApiState> {
-    OpenApiRouter::with_openapi(ApiDoc::openapi()).routes(routes!(health::health)).nest("/api/v1", v1_router())
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(health::health))
+        .routes(routes!(metrics::metrics))
+        .nest("/api/v1", v1_router())
 }
 
 fn v1_router() -> OpenApiRouter<ApiState> {
@@ -123,7 +127,10 @@ fn v1_router() -> OpenApiRouter<ApiState> {
 /// `/api/v1` behind the token check; `/health`, `/openapi.json` and `/docs` stay open.
 fn guarded(state: &ApiState) -> OpenApiRouter<ApiState> {
     let v1 = v1_router().layer(axum::middleware::from_fn_with_state(state.clone(), auth::require));
-    OpenApiRouter::with_openapi(ApiDoc::openapi()).routes(routes!(health::health)).nest("/api/v1", v1)
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(health::health))
+        .routes(routes!(metrics::metrics))
+        .nest("/api/v1", v1)
 }
 
 /// The OpenAPI document of every route.

@@ -110,6 +110,12 @@ async fn posted_readings_are_stored_counted_and_aggregated() {
     let (_, alerts) = get(&client, &format!("{base}/api/v1/alerts?status=open")).await;
     assert_eq!(alerts[0]["tag"], "meters.lab.device-7", "{alerts}");
 
+    let metrics = client.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("vigia_messages_stored 2\n"), "{metrics}");
+    assert!(metrics.contains("vigia_events_error{root=\"brasil\"} 1\n"), "{metrics}");
+    assert!(metrics.contains("vigia_consumer_pending{stream=\"READINGS\",consumer=\"persister\"} 0\n"), "{metrics}");
+    assert!(metrics.contains("# TYPE vigia_store_up gauge\nvigia_store_up 1\n"), "{metrics}");
+
     // Acknowledging goes through the log and is projected; twice is harmless.
     let id = alerts[0]["id"].as_str().unwrap().to_owned();
     for _ in 0..2 {

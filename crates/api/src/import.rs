@@ -13,14 +13,16 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Multipart, Query, Request, State};
 use axum::http::{StatusCode, header};
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
 use utoipa::{IntoParams, ToSchema};
 use vigia_domain::{ImportHeader, ImportRow};
 
 use crate::{ApiState, Problem};
 
-/// The largest file accepted.
-pub(crate) const MAX_IMPORT: usize = 256 * 1024 * 1024;
+/// The largest file accepted. It is streamed, never held whole.
+pub(crate) const MAX_IMPORT: usize = 4 * 1024 * 1024 * 1024;
 /// Publishes awaiting their acknowledgement at once.
 const IN_FLIGHT: usize = 1024;
 /// Rejected rows listed in the report (all are counted).
@@ -83,21 +85,92 @@ pub(crate) async fn import(
     Query(params): Query<ImportParams>,
     request: Request,
 ) -> Result<Json<ImportReport>, Problem> {
-    let body = file_of(request).await?;
-    let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(body.as_ref());
-    let header = reader.headers().map_err(|e| bad(format!("the header row is not CSV ({e})")))?.clone();
-    let fields: Vec<&str> = header.iter().collect();
-    let header = ImportHeader::parse(&fields).map_err(|e| bad(e.to_string()))?;
-    let root = params.root.as_deref().map(str::trim).filter(|r| !r.is_empty());
-    header.check_root(root).map_err(|e| bad(e.to_string()).field("root"))?;
+    let root = params.root.as_deref().map(str::trim).filter(|r| !r.is_empty()).map(str::to_owned);
+    let (chunk_tx, chunk_rx) = mpsc::channel::<std::io::Result<Bytes>>(8);
+    let (row_tx, mut row_rx) = mpsc::channel::<Parsed>(4096);
+    let parser = tokio::task::spawn_blocking(move || parse(ChunkReader::new(chunk_rx), root.as_deref(), &row_tx));
 
-    let publisher = state.bus.publisher();
-    let mut report = ImportReport { accepted: 0, duplicates: 0, rejected: 0, errors: Vec::new(), stored: false };
-    let mut pending = VecDeque::new();
-    let mut seqs = Vec::new();
-    for record in reader.records() {
-        let row = match record {
-            Err(e) => Err(Rejected {
+    let feed = feed(request, chunk_tx);
+    let publish = async {
+        let publisher = state.bus.publisher();
+        let mut report = ImportReport { accepted: 0, duplicates: 0, rejected: 0, errors: Vec::new(), stored: false };
+        let mut pending = VecDeque::new();
+        let mut seqs = Vec::new();
+        while let Some(parsed) = row_rx.recv().await {
+            let row: ImportRow = match parsed {
+                Parsed::Fatal(problem) => return Err(problem),
+                Parsed::Rejected(rejected) => {
+                    report.rejected += 1;
+                    if report.errors.len() < LISTED {
+                        report.errors.push(rejected);
+                    }
+                    continue;
+                }
+                Parsed::Row(row) => row,
+            };
+            let (headers, payload) = vigia_bus::Publisher::batch_message(std::slice::from_ref(&row.item));
+            let ack = publisher
+                .send(row.tag.to_string(), Some(headers), payload, Some(&row.msg_id))
+                .await
+                .map_err(|e| unavailable(e.to_string(), &report))?;
+            pending.push_back(ack);
+            if pending.len() >= IN_FLIGHT {
+                settle(pending.pop_front(), &mut report, &mut seqs).await?;
+            }
+        }
+        while let Some(ack) = pending.pop_front() {
+            settle(Some(ack), &mut report, &mut seqs).await?;
+        }
+        Ok((report, seqs))
+    };
+    let (fed, published) = tokio::join!(feed, publish);
+    // A body error explains a parse that stopped early, so it is reported first.
+    fed?;
+    let (mut report, seqs) = published?;
+    parser.await.map_err(|e| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, format!("CSV parser failed: {e}")))?;
+    if params.wait && !seqs.is_empty() {
+        crate::ingest::wait_stored(&state, &seqs).await?;
+        report.stored = true;
+    }
+    Ok(Json(report))
+}
+
+/// What the parser hands the publisher.
+enum Parsed {
+    Row(ImportRow),
+    Rejected(Rejected),
+    /// The whole file is refused (header, root, unreadable body).
+    Fatal(Problem),
+}
+
+/// Runs on a blocking thread: reads CSV from the body chunks and sends rows.
+fn parse(reader: ChunkReader, root: Option<&str>, tx: &mpsc::Sender<Parsed>) {
+    let send = |p: Parsed| tx.blocking_send(p).is_ok();
+    let mut csv = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(reader);
+    let header = match csv.headers() {
+        Ok(h) => h.clone(),
+        Err(e) => {
+            send(Parsed::Fatal(bad(format!("the header row is not CSV ({e})"))));
+            return;
+        }
+    };
+    let fields: Vec<&str> = header.iter().collect();
+    let header = match ImportHeader::parse(&fields) {
+        Ok(h) => h,
+        Err(e) => {
+            send(Parsed::Fatal(bad(e.to_string())));
+            return;
+        }
+    };
+    if let Err(e) = header.check_root(root) {
+        send(Parsed::Fatal(bad(e.to_string()).field("root")));
+        return;
+    }
+    for record in csv.records() {
+        let parsed = match record {
+            // The body itself failed (too large, client gone): the feeder reports it.
+            Err(e) if matches!(e.kind(), csv::ErrorKind::Io(_)) => return,
+            Err(e) => Parsed::Rejected(Rejected {
                 line: e.position().map_or(0, |p| p.line()),
                 column: None,
                 reason: format!("not CSV: {e}"),
@@ -105,41 +178,93 @@ pub(crate) async fn import(
             Ok(r) => {
                 let line = r.position().map_or(0, |p| p.line());
                 let cells: Vec<&str> = r.iter().collect();
-                header.row(line, &cells, root).map_err(|e| Rejected {
-                    line: e.line,
-                    column: e.column,
-                    reason: e.reason,
-                })
-            }
-        };
-        let row: ImportRow = match row {
-            Ok(row) => row,
-            Err(rejected) => {
-                report.rejected += 1;
-                if report.errors.len() < LISTED {
-                    report.errors.push(rejected);
+                match header.row(line, &cells, root) {
+                    Ok(row) => Parsed::Row(row),
+                    Err(e) => Parsed::Rejected(Rejected { line: e.line, column: e.column, reason: e.reason }),
                 }
-                continue;
             }
         };
-        let (headers, payload) = vigia_bus::Publisher::batch_message(std::slice::from_ref(&row.item));
-        let ack = publisher
-            .send(row.tag.to_string(), Some(headers), payload, Some(&row.msg_id))
-            .await
-            .map_err(|e| unavailable(e.to_string(), &report))?;
-        pending.push_back(ack);
-        if pending.len() >= IN_FLIGHT {
-            settle(pending.pop_front(), &mut report, &mut seqs).await?;
+        if !send(parsed) {
+            return;
         }
     }
-    while let Some(ack) = pending.pop_front() {
-        settle(Some(ack), &mut report, &mut seqs).await?;
+}
+
+/// A blocking `Read` over body chunks arriving on a channel.
+struct ChunkReader {
+    rx: mpsc::Receiver<std::io::Result<Bytes>>,
+    current: Bytes,
+}
+
+impl ChunkReader {
+    fn new(rx: mpsc::Receiver<std::io::Result<Bytes>>) -> ChunkReader {
+        ChunkReader { rx, current: Bytes::new() }
     }
-    if params.wait && !seqs.is_empty() {
-        crate::ingest::wait_stored(&state, &seqs).await?;
-        report.stored = true;
+}
+
+impl std::io::Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(Ok(chunk)) => self.current = chunk,
+                Some(Err(e)) => return Err(e),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current.split_to(n));
+        Ok(n)
     }
-    Ok(Json(report))
+}
+
+/// Sends the file's bytes to the parser as they arrive: the request body, or
+/// the first file of a multipart upload. Refuses files over [`MAX_IMPORT`].
+async fn feed(request: Request, tx: mpsc::Sender<std::io::Result<Bytes>>) -> Result<(), Problem> {
+    let too_large = || {
+        Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the file is over {MAX_IMPORT} bytes: split it and upload the parts"),
+        )
+    };
+    let mut total = 0usize;
+    let is_multipart = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    if !is_multipart {
+        let mut body = request.into_body().into_data_stream();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| bad(format!("could not read the body: {e}")))?;
+            total += chunk.len();
+            if total > MAX_IMPORT {
+                let _ = tx.send(Err(std::io::Error::other("too large"))).await;
+                return Err(too_large());
+            }
+            if tx.send(Ok(chunk)).await.is_err() {
+                return Ok(()); // The parser stopped (a fatal header error); it reports why.
+            }
+        }
+        return Ok(());
+    }
+    let mut multipart = Multipart::from_request(request, &()).await.map_err(|e| bad(e.to_string()))?;
+    while let Some(mut field) = multipart.next_field().await.map_err(|e| bad(e.to_string()))? {
+        if field.file_name().is_none() && field.name() != Some("file") {
+            continue;
+        }
+        while let Some(chunk) = field.chunk().await.map_err(|e| bad(e.to_string()))? {
+            total += chunk.len();
+            if total > MAX_IMPORT {
+                let _ = tx.send(Err(std::io::Error::other("too large"))).await;
+                return Err(too_large());
+            }
+            if tx.send(Ok(chunk)).await.is_err() {
+                return Ok(());
+            }
+        }
+        return Ok(());
+    }
+    Err(bad("the multipart upload has no file: send the CSV as a part named `file`".into()))
 }
 
 async fn settle(
@@ -171,25 +296,4 @@ fn unavailable(reason: String, report: &ImportReport) -> Problem {
             report.accepted + report.duplicates
         ),
     )
-}
-
-/// The CSV bytes: the body itself, or the first file of a multipart upload.
-async fn file_of(request: Request) -> Result<Bytes, Problem> {
-    let is_multipart = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("multipart/form-data"));
-    if !is_multipart {
-        return Bytes::from_request(request, &())
-            .await
-            .map_err(|e| bad(format!("could not read the body ({e}); files are at most {MAX_IMPORT} bytes")));
-    }
-    let mut multipart = Multipart::from_request(request, &()).await.map_err(|e| bad(e.to_string()))?;
-    while let Some(field) = multipart.next_field().await.map_err(|e| bad(e.to_string()))? {
-        if field.file_name().is_some() || field.name() == Some("file") {
-            return field.bytes().await.map_err(|e| bad(e.to_string()));
-        }
-    }
-    Err(bad("the multipart upload has no file: send the CSV as a part named `file`".into()))
 }

@@ -301,6 +301,30 @@ async fn csv_import_reports_rows_and_a_second_upload_stores_nothing_new() {
     let report: Value =
         client.post(format!("{base}/api/v1/events/import")).multipart(form).send().await.unwrap().json().await.unwrap();
     assert_eq!(report["accepted"], 1, "{report}");
+    // A bigger file (it reaches the server in several body frames), with a quoted cell spanning lines.
+    let mut big = String::from("tag,timestamp,value\n");
+    for i in 0..3000 {
+        big.push_str(&format!(
+            "brasil.big.s{},{},\"{}\"\n",
+            i % 50,
+            1_700_000_000_000i64 + i,
+            if i == 7 { "two\nlines" } else { "1,5" }
+        ));
+    }
+    let report: Value = client
+        .post(format!("{base}/api/v1/events/import?wait=true"))
+        .header("content-type", "text/csv")
+        .body(big)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!((report["accepted"].as_u64(), report["rejected"].as_u64()), (Some(3000), Some(0)), "{report}");
+    let (_, text) = get(&client, &format!("{base}/api/v1/events?tag=brasil.big.s7&timestamp=1700000000007")).await;
+    assert_eq!(text["events"][0]["value"], "two\nlines", "{text}");
+
     let resp = client.post(format!("{base}/api/v1/events/import")).body(file).send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 400);
     let problem: Value = resp.json().await.unwrap();

@@ -164,8 +164,14 @@ pub(crate) async fn get_event(
         &message.payload,
         message.published_ms,
     );
-    let tag = readings.get(id.idx as usize).ok_or_else(not_found)?.tag.to_string();
-    let events = state.store.events_of(&tag).await.map_err(crate::store_problem)?;
+    let reading = readings.get(id.idx as usize).ok_or_else(not_found)?;
+    // The reading's time names its hour block: read that block, not the tag's history.
+    let (tag, ts) = (reading.tag.to_string(), reading.ts_ms);
+    let events = state
+        .store
+        .events_window(Some(&tag), Some(ts), Some(ts), crate::SCAN_CAP)
+        .await
+        .map_err(crate::store_problem)?;
     let event = events.iter().find(|e| e.id == id).ok_or_else(not_found)?;
     Ok(Json(event.into()))
 }

@@ -106,8 +106,9 @@ impl Store {
     }
 
     /// Events whose block overlaps `[from, to]` and whose tag starts with
-    /// `prefix` (plain text: `bra` matches `brasil.x` and `braga.y`), in log order. Stops with [`StoreError::TooMany`] past `cap`
-    /// events, so a careless query cannot exhaust memory.
+    /// `prefix` (plain text: `bra` matches `brasil.x` and `braga.y`), in log
+    /// order. Counts first and stops with [`StoreError::TooMany`] past `cap`
+    /// events, before loading anything, so a careless query cannot exhaust memory.
     pub async fn events_window(
         &self,
         prefix: Option<&str>,
@@ -115,23 +116,34 @@ impl Store {
         to: Option<i64>,
         cap: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
+        const WHERE: &str = "WHERE ($from = NONE OR start >= $from) AND ($to = NONE OR start <= $to)
+                 AND ($prefix = NONE OR string::starts_with(tag, $prefix))";
         let from_block = from.map(|f| f.div_euclid(BLOCK_SPAN_MS) * BLOCK_SPAN_MS);
-        let rows: Vec<BlockRow> = self
+        // Count first, without loading the columns, so an oversized request
+        // is refused before it costs memory.
+        let prefix = prefix.map(str::to_owned);
+        let total: Option<i64> = self
             .db
-            .query(
-                "SELECT * FROM block WHERE ($from = NONE OR start >= $from) AND ($to = NONE OR start <= $to)
-                 AND ($prefix = NONE OR string::starts_with(tag, $prefix))",
-            )
+            .query(format!("RETURN math::sum((SELECT VALUE array::len(seq) FROM block {WHERE}))"))
             .bind(("from", from_block))
             .bind(("to", to))
-            .bind(("prefix", prefix.map(str::to_owned)))
+            .bind(("prefix", prefix.clone()))
             .await?
             .check()?
             .take(0)?;
-        let total: usize = rows.iter().map(|b| b.seq.len()).sum();
+        let total = total.unwrap_or(0).max(0) as usize;
         if total > cap {
             return Err(StoreError::TooMany { found: total, cap });
         }
+        let rows: Vec<BlockRow> = self
+            .db
+            .query(format!("SELECT * FROM block {WHERE}"))
+            .bind(("from", from_block))
+            .bind(("to", to))
+            .bind(("prefix", prefix))
+            .await?
+            .check()?
+            .take(0)?;
         Ok(sorted_events(rows))
     }
 

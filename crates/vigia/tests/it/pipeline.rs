@@ -38,6 +38,13 @@ async fn raw_publish_is_stored_counted_and_rolled_up() {
     }
     let sensors = env.store.sensors().await.unwrap();
     assert_eq!(sensors.len(), 1);
+    // Reads past their cap are refused before they load anything.
+    match env.store.events_window(None, None, None, 0).await {
+        Err(vigia_store::StoreError::TooMany { found: 1, cap: 0 }) => {}
+        other => panic!("expected TooMany, got {other:?}"),
+    }
+    assert_eq!(env.store.events_window(Some("brasil.sudeste"), Some(ts), Some(ts), 1).await.unwrap().len(), 1);
+    assert!(env.store.events_window(Some("brasil.sul"), None, None, 1).await.unwrap().is_empty());
     assert_eq!((sensors[0].first_seen, sensors[0].last_seen, sensors[0].count), (ts, ts, 1));
     assert_eq!(sensors[0].last_value, Some(42.5));
     assert_consistent(&env.store).await;

@@ -16,6 +16,7 @@ mod live;
 mod metrics;
 mod problem;
 mod registry;
+mod rules;
 mod stats;
 
 use std::future::Future;
@@ -49,6 +50,8 @@ pub struct ApiState {
     /// The stream's roots: the first token every tag must have.
     pub roots: Vec<String>,
     pub auth: Auth,
+    /// The configured alert rules, in force until the first change through the API.
+    pub default_rules: Vec<vigia_domain::Rule>,
 }
 
 /// A store failure as a problem: too broad a query is the caller's to fix,
@@ -120,6 +123,7 @@ fn v1_router() -> OpenApiRouter<ApiState> {
         .routes(routes!(registry::sensor))
         .routes(routes!(registry::alerts))
         .routes(routes!(registry::ack))
+        .routes(routes!(rules::get_rules, rules::put_rules))
         // Route layers run inside the app-wide limit and override it.
         .merge(OpenApiRouter::new().routes(routes!(import::import)).layer(DefaultBodyLimit::max(import::MAX_IMPORT)))
 }

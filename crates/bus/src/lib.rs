@@ -101,6 +101,16 @@ impl Bus {
         Batcher::new(&consumer, 500, std::time::Duration::from_millis(100)).await
     }
 
+    /// The last message on `subject` of `stream`, if there is one.
+    pub async fn last_on(&self, stream: &str, subject: &str) -> Result<Option<LoggedMessage>, BusError> {
+        let s = self.js.get_stream(stream).await.map_err(|e| BusError::JetStream(format!("{stream}: {e}")))?;
+        match s.get_last_raw_message_by_subject(subject).await {
+            Ok(m) => Ok(Some(logged(m))),
+            Err(e) if matches!(e.kind(), jetstream::stream::LastRawMessageErrorKind::NoMessageFound) => Ok(None),
+            Err(e) => Err(BusError::JetStream(format!("last message on {subject}: {e}"))),
+        }
+    }
+
     /// The message at `seq` on `READINGS`, read back from the log.
     pub async fn readings_message(&self, seq: u64) -> Result<LoggedMessage, BusError> {
         let stream = self.js.get_stream(READINGS).await.map_err(|e| BusError::JetStream(format!("{READINGS}: {e}")))?;
@@ -108,14 +118,18 @@ impl Bus {
             .get_raw_message(seq)
             .await
             .map_err(|e| BusError::JetStream(format!("{READINGS} message {seq}: {e}")))?;
-        let header = |name: &str| m.headers.get(name).map(|v| v.as_str().to_owned());
-        Ok(LoggedMessage {
-            subject: m.subject.to_string(),
-            event: header(vigia_domain::EVENT_HEADER),
-            version: header(vigia_domain::VERSION_HEADER),
-            published_ms: (m.time.unix_timestamp_nanos() / 1_000_000) as i64,
-            payload: m.payload,
-        })
+        Ok(logged(m))
+    }
+}
+
+fn logged(m: jetstream::message::StreamMessage) -> LoggedMessage {
+    let header = |name: &str| m.headers.get(name).map(|v| v.as_str().to_owned());
+    LoggedMessage {
+        subject: m.subject.to_string(),
+        event: header(vigia_domain::EVENT_HEADER),
+        version: header(vigia_domain::VERSION_HEADER),
+        published_ms: (m.time.unix_timestamp_nanos() / 1_000_000) as i64,
+        payload: m.payload,
     }
 }
 

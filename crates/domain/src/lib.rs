@@ -30,7 +30,7 @@ pub use projection::{
 pub use query::{Cursor, EventField, EventQuery, Filter, FilterOp, Page, QueryError, SortDirection, SortKey};
 pub use reading::{EventId, Reading, Status, Value};
 pub use rules::{
-    ACK_SUBJECT_PREFIX, ALERT_ACKNOWLEDGED, AlertAck, AlertChange, AlertEvent, AlertKind, AlertState, Op, Rule,
-    RuleError,
+    ACK_SUBJECT_PREFIX, ALERT_ACKNOWLEDGED, AlertAck, AlertChange, AlertEvent, AlertKind, AlertState, Op, RULES_SET,
+    RULES_SUBJECT, Rule, RuleError, RulesSet,
 };
 pub use tag::{Tag, TagError, TagPattern};

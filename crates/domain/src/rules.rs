@@ -57,6 +57,8 @@ pub enum RuleError {
     BadId(String),
     #[error("rule `{0}`: threshold and hysteresis must be finite and hysteresis not negative")]
     BadNumbers(String),
+    #[error("rule id `{0}` appears twice: give every rule its own id")]
+    Duplicate(String),
 }
 
 impl Rule {
@@ -247,6 +249,37 @@ impl AlertAck {
     /// One acknowledgement per alert reaches the stream, however often it is clicked.
     pub fn message_id(&self) -> String {
         format!("ack-{}-{}-{}", self.rule, self.opened_by, self.tag)
+    }
+}
+
+/// Subject of the rules in force: its last message wins over the configured rules.
+pub const RULES_SUBJECT: &str = "alerts._rules";
+/// The `Vigia-Event` header of a rules change.
+pub const RULES_SET: &str = "RulesSet";
+
+/// The alert rules were replaced (`RulesSet` v1 on `alerts._rules`). The
+/// alerter reads the last one before every batch, so a change takes effect
+/// from the next batch on, and the history of changes stays in the log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RulesSet {
+    pub v: u32,
+    pub rules: Vec<Rule>,
+    pub ts_ms: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+}
+
+impl RulesSet {
+    /// Every rule valid, every id once.
+    pub fn validate(&self) -> Result<(), RuleError> {
+        let mut seen = std::collections::BTreeSet::new();
+        for rule in &self.rules {
+            rule.validate()?;
+            if !seen.insert(rule.id.as_str()) {
+                return Err(RuleError::Duplicate(rule.id.clone()));
+            }
+        }
+        Ok(())
     }
 }
 

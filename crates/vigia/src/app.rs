@@ -83,6 +83,7 @@ pub async fn run(
             started: Instant::now(),
             roots: config.nats.roots.clone(),
             auth: config.http.auth()?,
+            default_rules: config.alerts.rules.clone(),
         };
         if state.auth.tokens.is_empty() {
             tracing::warn!("No API tokens configured: anyone who reaches the API may write. See [http.tokens].");

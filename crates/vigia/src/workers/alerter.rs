@@ -13,7 +13,9 @@ use async_nats::jetstream::stream::Stream;
 use futures::future::try_join_all;
 use tokio_util::sync::CancellationToken;
 use vigia_bus::{ALERTS, Batcher, Bus, Delivery, HeaderMap, READINGS};
-use vigia_domain::{AlertEvent, AlertKind, AlertState, EVENT_HEADER, Rule, Tag, VERSION_HEADER};
+use vigia_domain::{
+    AlertEvent, AlertKind, AlertState, EVENT_HEADER, RULES_SUBJECT, Rule, RulesSet, Tag, VERSION_HEADER,
+};
 
 use super::persister::{BatchOptions, events_of};
 use super::{ack_all, retry_backoff};
@@ -53,10 +55,22 @@ impl Alerter {
         Ok(self.states.get_mut(tag).expect("inserted above"))
     }
 
+    /// The rules in force: the last `RulesSet` on `alerts._rules`, else the configured ones.
+    async fn rules_now(&self) -> anyhow::Result<Vec<Rule>> {
+        match self.bus.last_on(ALERTS, RULES_SUBJECT).await? {
+            Some(m) => {
+                let set: RulesSet =
+                    serde_json::from_slice(&m.payload).context("the last rules message is not a RulesSet")?;
+                Ok(set.rules)
+            }
+            None => Ok(self.rules.clone()),
+        }
+    }
+
     /// Judges a batch and publishes its alert events; returns how many.
     pub async fn judge(&mut self, batch: &[Delivery]) -> anyhow::Result<usize> {
         let mut acks = Vec::new();
-        let rules = self.rules.clone();
+        let rules = self.rules_now().await?;
         for d in batch {
             for event in events_of(d.seq, d) {
                 let state = self.state(&event.reading.tag).await?;

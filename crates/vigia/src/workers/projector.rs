@@ -4,7 +4,7 @@
 
 use tokio_util::sync::CancellationToken;
 use vigia_bus::{ALERTS, Batcher, Bus, Delivery};
-use vigia_domain::{ALERT_ACKNOWLEDGED, AlertAck, AlertEvent};
+use vigia_domain::{ALERT_ACKNOWLEDGED, AlertAck, AlertEvent, RULES_SET};
 use vigia_store::{Store, StoreError};
 
 use super::persister::BatchOptions;
@@ -43,6 +43,8 @@ pub async fn run(bus: &Bus, store: &Store, options: BatchOptions, stop: Cancella
 /// neither an alert event nor an acknowledgement (logged, nothing to apply).
 pub(crate) async fn apply_message(store: &Store, d: &Delivery) -> Option<Result<(), StoreError>> {
     match d.event() {
+        // Rules changes are read by the alerter from the log; nothing to project.
+        Some(RULES_SET) => Some(Ok(())),
         Some(ALERT_ACKNOWLEDGED) => match serde_json::from_slice::<AlertAck>(d.payload()) {
             Ok(ack) => Some(store.apply_ack(&ack).await),
             Err(e) => {

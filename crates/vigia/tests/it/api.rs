@@ -439,7 +439,41 @@ async fn tokens_guard_every_write_route_and_reads_when_closed() {
     assert_eq!(get(None).await.unwrap().status().as_u16(), 401, "reads are closed");
     assert_eq!(get(Some("r-secret")).await.unwrap().status().as_u16(), 200);
     assert_eq!(get(Some("w-secret")).await.unwrap().status().as_u16(), 200, "write implies read");
+    let rules = json!({"rules": []});
+    let put = client.put(format!("{base}/api/v1/rules")).bearer_auth("w-secret").json(&rules).send().await.unwrap();
+    assert_eq!(put.status().as_u16(), 403, "changing rules needs admin");
     let health = client.get(format!("{base}/health")).send().await.unwrap();
     assert_eq!(health.status().as_u16(), 200, "health stays open");
+    running.shutdown().await;
+}
+
+#[tokio::test]
+async fn rules_change_through_the_log_and_the_alerter_follows() {
+    let env = TestEnv::start().await;
+    let (running, base) = env.serve().await;
+    let client = reqwest::Client::new();
+    let (_, rules) = get(&client, &format!("{base}/api/v1/rules")).await;
+    assert_eq!((rules["source"].as_str(), rules["rules"][0]["id"].as_str()), (Some("config"), Some("value-above-50")));
+
+    let hot =
+        json!({"rules": [{"id": "hot", "pattern": "brasil.>", "op": "gt", "threshold": 80.0, "hysteresis": 0.0}]});
+    let resp = client.put(format!("{base}/api/v1/rules?by=ops")).json(&hot).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let (_, rules) = get(&client, &format!("{base}/api/v1/rules")).await;
+    assert_eq!((rules["source"].as_str(), rules["set_by"].as_str()), (Some("log"), Some("ops")), "{rules}");
+
+    env.publish_raw("brasil.x.s1", br#"{"value": 70}"#).await;
+    env.publish_raw("brasil.x.s2", br#"{"value": 90}"#).await;
+    env.drained(vigia_bus::READINGS, "alerter").await;
+    env.drained(vigia_bus::ALERTS, "alert-projector").await;
+    let alerts = env.store.alerts(None).await.unwrap();
+    let got: Vec<(&str, &str)> = alerts.iter().map(|a| (a.tag.as_str(), a.rule.as_str())).collect();
+    assert_eq!(got, [("brasil.x.s2", "hot")], "70 no longer alerts, 90 does, under the new rule");
+
+    let dup = json!({"rules": [{"id": "a", "pattern": ">", "op": "gt", "threshold": 1.0}, {"id": "a", "pattern": ">", "op": "lt", "threshold": 0.0}]});
+    let resp = client.put(format!("{base}/api/v1/rules")).json(&dup).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    let problem: Value = resp.json().await.unwrap();
+    assert_eq!(problem["field"], "rules", "{problem}");
     running.shutdown().await;
 }

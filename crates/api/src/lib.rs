@@ -5,6 +5,7 @@
 //! Only this crate knows HTTP and JSON shapes; it converts from domain and
 //! store types by hand and never writes to the store: changes go through the log.
 
+mod alerts;
 mod auth;
 mod counts;
 mod events;
@@ -15,8 +16,8 @@ mod ingest;
 mod live;
 mod metrics;
 mod problem;
-mod registry;
 mod rules;
+mod sensors;
 mod stats;
 
 use std::future::Future;
@@ -119,10 +120,11 @@ fn v1_router() -> OpenApiRouter<ApiState> {
         .routes(routes!(stats::series))
         .routes(routes!(stats::rate))
         .routes(routes!(stats::mode))
-        .routes(routes!(registry::sensors))
-        .routes(routes!(registry::sensor))
-        .routes(routes!(registry::alerts))
-        .routes(routes!(registry::ack))
+        .routes(routes!(sensors::sensors))
+        .routes(routes!(sensors::sensor_by_tag, sensors::put_sensor, sensors::delete_sensor))
+        .routes(routes!(sensors::geojson))
+        .routes(routes!(alerts::alerts))
+        .routes(routes!(alerts::ack))
         .routes(routes!(rules::get_rules, rules::put_rules))
         // Route layers run inside the app-wide limit and override it.
         .merge(OpenApiRouter::new().routes(routes!(import::import)).layer(DefaultBodyLimit::max(import::MAX_IMPORT)))

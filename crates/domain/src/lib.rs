@@ -15,6 +15,7 @@ mod projection;
 mod query;
 mod reading;
 mod rules;
+mod sensor;
 mod tag;
 
 pub use decode::{decode_payload, parse_timestamp};
@@ -33,4 +34,5 @@ pub use rules::{
     ACK_SUBJECT_PREFIX, ALERT_ACKNOWLEDGED, AlertAck, AlertChange, AlertEvent, AlertKind, AlertState, Op, RULES_SET,
     RULES_SUBJECT, Rule, RuleError, RulesSet,
 };
+pub use sensor::{DescriptionError, Location, SENSOR_DESCRIBED, SENSOR_SUBJECT_PREFIX, SensorDescription, Threshold};
 pub use tag::{Tag, TagError, TagPattern};

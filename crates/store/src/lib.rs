@@ -8,6 +8,7 @@
 
 mod alerts;
 mod commit;
+mod meta;
 mod read;
 mod rows;
 mod stats;
@@ -17,6 +18,7 @@ use surrealdb::engine::any::Any;
 
 pub use alerts::AlertRecord;
 pub use commit::Layout;
+pub use meta::SensorMetaRow;
 pub use read::{CounterRow, RollupRow, SensorRow};
 pub use stats::{MAX_BUCKETS, TrafficRow};
 

@@ -7,6 +7,7 @@
 //! ids derive from the reading's id, so a redelivered reading raises nothing twice.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use async_nats::jetstream::stream::Stream;
@@ -14,7 +15,8 @@ use futures::future::try_join_all;
 use tokio_util::sync::CancellationToken;
 use vigia_bus::{ALERTS, Batcher, Bus, Delivery, HeaderMap, READINGS};
 use vigia_domain::{
-    AlertEvent, AlertKind, AlertState, EVENT_HEADER, RULES_SUBJECT, Rule, RulesSet, Tag, VERSION_HEADER,
+    AlertEvent, AlertKind, AlertState, EVENT_HEADER, RULES_SUBJECT, Rule, RulesSet, SENSOR_SUBJECT_PREFIX,
+    SensorDescription, Tag, VERSION_HEADER,
 };
 
 use super::persister::{BatchOptions, events_of};
@@ -27,12 +29,17 @@ pub struct Alerter {
     alerts: Stream,
     rules: Vec<Rule>,
     states: HashMap<Tag, AlertState>,
+    /// Each tag's own thresholds, from its last description, re-read after [`SENSOR_TTL`].
+    sensor_rules: HashMap<Tag, (Instant, Vec<Rule>)>,
 }
+
+/// How long a tag's thresholds are trusted before the log is asked again.
+const SENSOR_TTL: Duration = Duration::from_secs(5);
 
 impl Alerter {
     pub async fn new(bus: &Bus, rules: Vec<Rule>) -> anyhow::Result<Alerter> {
         let alerts = bus.jetstream().get_stream(ALERTS).await.context("failed to open the ALERTS stream")?;
-        Ok(Alerter { bus: bus.clone(), alerts, rules, states: HashMap::new() })
+        Ok(Alerter { bus: bus.clone(), alerts, rules, states: HashMap::new(), sensor_rules: HashMap::new() })
     }
 
     /// The tag's state: from memory, else from the last alert event on its subject.
@@ -67,12 +74,41 @@ impl Alerter {
         }
     }
 
+    /// A tag's own thresholds as rules, from the last `SensorDescribed` of the tag.
+    async fn sensor_rules(&mut self, tag: &Tag) -> anyhow::Result<Vec<Rule>> {
+        if let Some((at, rules)) = self.sensor_rules.get(tag)
+            && at.elapsed() < SENSOR_TTL
+        {
+            return Ok(rules.clone());
+        }
+        let subject = format!("{SENSOR_SUBJECT_PREFIX}.{tag}");
+        let rules = match self.bus.last_on(ALERTS, &subject).await? {
+            Some(m) => match serde_json::from_slice::<SensorDescription>(&m.payload) {
+                Ok(d) if !d.deleted => d.rules(),
+                Ok(_) => Vec::new(),
+                Err(e) => {
+                    tracing::error!(%subject, error = %e, "The last sensor description is unreadable; no own thresholds.");
+                    Vec::new()
+                }
+            },
+            None => Vec::new(),
+        };
+        self.sensor_rules.insert(tag.clone(), (Instant::now(), rules.clone()));
+        Ok(rules)
+    }
+
     /// Judges a batch and publishes its alert events; returns how many.
     pub async fn judge(&mut self, batch: &[Delivery]) -> anyhow::Result<usize> {
         let mut acks = Vec::new();
         let rules = self.rules_now().await?;
         for d in batch {
             for event in events_of(d.seq, d) {
+                let own = self.sensor_rules(&event.reading.tag).await?;
+                let rules: std::borrow::Cow<'_, [Rule]> = if own.is_empty() {
+                    std::borrow::Cow::Borrowed(&rules)
+                } else {
+                    std::borrow::Cow::Owned(rules.iter().cloned().chain(own).collect())
+                };
                 let state = self.state(&event.reading.tag).await?;
                 let mut snapshot = state.clone();
                 let changes = state.apply(&rules, event.id, &event.reading);

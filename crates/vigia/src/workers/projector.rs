@@ -4,7 +4,7 @@
 
 use tokio_util::sync::CancellationToken;
 use vigia_bus::{ALERTS, Batcher, Bus, Delivery};
-use vigia_domain::{ALERT_ACKNOWLEDGED, AlertAck, AlertEvent, RULES_SET};
+use vigia_domain::{ALERT_ACKNOWLEDGED, AlertAck, AlertEvent, RULES_SET, SENSOR_DESCRIBED, SensorDescription};
 use vigia_store::{Store, StoreError};
 
 use super::persister::BatchOptions;
@@ -45,6 +45,13 @@ pub(crate) async fn apply_message(store: &Store, d: &Delivery) -> Option<Result<
     match d.event() {
         // Rules changes are read by the alerter from the log; nothing to project.
         Some(RULES_SET) => Some(Ok(())),
+        Some(SENSOR_DESCRIBED) => match serde_json::from_slice::<SensorDescription>(d.payload()) {
+            Ok(description) => Some(store.apply_description(&description).await),
+            Err(e) => {
+                tracing::error!(seq = d.seq, subject = d.subject(), error = %e, "Not a sensor description; skipped.");
+                None
+            }
+        },
         Some(ALERT_ACKNOWLEDGED) => match serde_json::from_slice::<AlertAck>(d.payload()) {
             Ok(ack) => Some(store.apply_ack(&ack).await),
             Err(e) => {

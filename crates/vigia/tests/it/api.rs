@@ -477,3 +477,51 @@ async fn rules_change_through_the_log_and_the_alerter_follows() {
     assert_eq!(problem["field"], "rules", "{problem}");
     running.shutdown().await;
 }
+
+#[tokio::test]
+async fn sensors_are_described_through_the_log_with_their_own_thresholds() {
+    let env = TestEnv::start().await;
+    let (running, base) = env.serve().await;
+    let client = reqwest::Client::new();
+    let description = json!({"name": "Cold room", "unit": "C", "location": {"lat": -23.5, "lon": -46.6},
+        "thresholds": [{"id": "too-warm", "op": "gt", "threshold": 8.0}]});
+    let resp = client
+        .put(format!("{base}/api/v1/sensors/brasil.geo.s1?wait=true&by=ops"))
+        .json(&description)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let sensor: Value = resp.json().await.unwrap();
+    assert_eq!(
+        (sensor["name"].as_str(), sensor["count"].as_i64()),
+        (Some("Cold room"), Some(0)),
+        "described before any reading: {sensor}"
+    );
+
+    // 12 is under the global `> 50` but over the sensor's own 8.
+    env.publish_raw("brasil.geo.s1", br#"{"value": 12}"#).await;
+    env.publish_raw("brasil.geo.s2", br#"{"value": 12}"#).await;
+    env.drained(vigia_bus::READINGS, "alerter").await;
+    env.drained(vigia_bus::READINGS, "persister").await;
+    env.drained(vigia_bus::ALERTS, "alert-projector").await;
+    let alerts = env.store.alerts(None).await.unwrap();
+    let got: Vec<(&str, &str)> = alerts.iter().map(|a| (a.tag.as_str(), a.rule.as_str())).collect();
+    assert_eq!(got, [("brasil.geo.s1", "too-warm")]);
+
+    let geo: Value = client.get(format!("{base}/api/v1/sensors.geojson")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(geo["type"], "FeatureCollection");
+    let features = geo["features"].as_array().unwrap();
+    assert_eq!(features.len(), 1, "only sensors with a location: {geo}");
+    assert_eq!(features[0]["geometry"]["coordinates"], json!([-46.6, -23.5]));
+    assert_eq!(features[0]["properties"]["last_value"], 12.0);
+
+    let bad = json!({"location": {"lat": 123.0, "lon": 0.0}});
+    let resp = client.put(format!("{base}/api/v1/sensors/brasil.geo.s1")).json(&bad).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    let resp = client.delete(format!("{base}/api/v1/sensors/brasil.geo.s1?wait=true")).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let (_, sensor) = get(&client, &format!("{base}/api/v1/sensors/brasil.geo.s1")).await;
+    assert_eq!((sensor["name"].is_null(), sensor["count"].as_i64()), (true, Some(1)), "readings stay: {sensor}");
+    running.shutdown().await;
+}

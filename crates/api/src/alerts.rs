@@ -1,5 +1,4 @@
-//! `/api/v1/sensors` and `/api/v1/alerts`: the sensor registry and the alert
-//! projection, read as stored.
+//! `/api/v1/alerts`: the alert projection, and acknowledgements through the log.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -9,77 +8,6 @@ use utoipa::{IntoParams, ToSchema};
 use vigia_domain::Tag;
 
 use crate::{ApiState, Problem};
-
-/// A sensor as the registry knows it.
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct Sensor {
-    tag: String,
-    /// Unix ms of the oldest and newest reading.
-    first_seen: i64,
-    last_seen: i64,
-    /// Readings stored.
-    count: i64,
-    /// The newest reading's value: a number, a text, or null when empty.
-    #[schema(value_type = Option<Object>)]
-    last_value: serde_json::Value,
-    last_status: String,
-}
-
-impl From<vigia_store::SensorRow> for Sensor {
-    fn from(s: vigia_store::SensorRow) -> Self {
-        let last_value = match (s.last_value, s.last_text) {
-            (Some(n), _) => serde_json::json!(n),
-            (None, Some(t)) => serde_json::json!(t),
-            (None, None) => serde_json::Value::Null,
-        };
-        Sensor {
-            tag: s.tag,
-            first_seen: s.first_seen,
-            last_seen: s.last_seen,
-            count: s.count,
-            last_value,
-            last_status: s.last_status,
-        }
-    }
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub(crate) struct SensorParams {
-    /// Only sensors under this prefix, e.g. `brasil.sudeste`.
-    prefix: Option<String>,
-}
-
-/// Every known sensor, ordered by tag.
-#[utoipa::path(get, path = "/sensors", tag = "sensors", params(SensorParams),
-    responses((status = 200, body = Vec<Sensor>)))]
-pub(crate) async fn sensors(
-    State(state): State<ApiState>,
-    Query(p): Query<SensorParams>,
-) -> Result<Json<Vec<Sensor>>, Problem> {
-    let rows = state.store.sensors().await.map_err(crate::store_problem)?;
-    let prefix = p.prefix.map(|p| format!("{}.", p.trim_end_matches('.')));
-    Ok(Json(
-        rows.into_iter()
-            .filter(|s| prefix.as_deref().is_none_or(|p| format!("{}.", s.tag).starts_with(p)))
-            .map(Sensor::from)
-            .collect(),
-    ))
-}
-
-/// One sensor.
-#[utoipa::path(get, path = "/sensors/{tag}", tag = "sensors",
-    params(("tag" = String, Path, description = "The sensor's tag", example = "brasil.sudeste.sensor01")),
-    responses((status = 200, body = Sensor), (status = 404, body = Problem, content_type = "application/problem+json")))]
-pub(crate) async fn sensor(State(state): State<ApiState>, Path(tag): Path<String>) -> Result<Json<Sensor>, Problem> {
-    let tag = Tag::parse(&tag).map_err(|e| {
-        Problem::new(StatusCode::BAD_REQUEST, format!("{e}: use a tag such as brasil.sudeste.sensor01")).field("tag")
-    })?;
-    match state.store.sensor(tag.as_str()).await.map_err(crate::store_problem)? {
-        Some(s) => Ok(Json(s.into())),
-        None => Err(Problem::new(StatusCode::NOT_FOUND, format!("no reading of `{tag}` was stored yet")).field("tag")),
-    }
-}
 
 /// An alert with its lifecycle.
 #[derive(Debug, Serialize, ToSchema)]

@@ -9,7 +9,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use serde::Serialize;
 use utoipa::ToSchema;
-use vigia_domain::{EventId, EventQuery, LogEvent, StoredEvent, Value, decode_message};
+use vigia_domain::{EventId, EventQuery, StoredEvent, Value, decode_message};
 
 use crate::{ApiState, Problem};
 
@@ -154,16 +154,23 @@ pub(crate) async fn get_event(
     State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<Json<EventOut>, Problem> {
+    let event = find_event(&state, &id).await?;
+    Ok(Json((&event).into()))
+}
+
+/// The stored event with `id`: the log says its tag and time, the store its current state.
+pub(crate) async fn find_event(state: &ApiState, id: &str) -> Result<StoredEvent, Problem> {
     let id: EventId = id.parse().map_err(|e: String| Problem::new(StatusCode::BAD_REQUEST, e).field("id"))?;
     let not_found = || Problem::new(StatusCode::NOT_FOUND, format!("no stored event has id {id}")).field("id");
     let message = state.bus.readings_message(id.seq).await.map_err(|_| not_found())?;
-    let LogEvent::Readings(readings) = decode_message(
+    let readings = decode_message(
         &message.subject,
         message.event.as_deref(),
         message.version.as_deref(),
         &message.payload,
         message.published_ms,
-    );
+    )
+    .into_readings();
     let reading = readings.get(id.idx as usize).ok_or_else(not_found)?;
     // The reading's time names its hour block: read that block, not the tag's history.
     let (tag, ts) = (reading.tag.to_string(), reading.ts_ms);
@@ -172,6 +179,5 @@ pub(crate) async fn get_event(
         .events_window(Some(&tag), Some(ts), Some(ts), crate::SCAN_CAP)
         .await
         .map_err(crate::store_problem)?;
-    let event = events.iter().find(|e| e.id == id).ok_or_else(not_found)?;
-    Ok(Json(event.into()))
+    events.into_iter().find(|e| e.id == id).ok_or_else(not_found)
 }

@@ -7,6 +7,7 @@
 
 mod alerts;
 mod auth;
+mod changes;
 mod counts;
 mod events;
 mod export;
@@ -112,7 +113,7 @@ fn api_router() -> OpenApiRouter<ApiState> {
 fn v1_router() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
         .routes(routes!(ingest::post_events, events::list_events))
-        .routes(routes!(events::get_event))
+        .routes(routes!(events::get_event, changes::put_event, changes::patch_event, changes::delete_event))
         .routes(routes!(export::export))
         .routes(routes!(live::live))
         .routes(routes!(counts::counts))

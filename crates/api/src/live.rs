@@ -17,7 +17,7 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use utoipa::IntoParams;
-use vigia_domain::{EventId, LogEvent, StoredEvent, TagPattern, decode_message};
+use vigia_domain::{EventId, StoredEvent, TagPattern, decode_message};
 
 use crate::events::EventOut;
 use crate::{ApiState, Problem};
@@ -93,8 +93,8 @@ async fn forward_readings(mut batcher: vigia_bus::Batcher, tx: mpsc::Sender<Even
             batch = batcher.next(&gone) => {
                 let Ok(Some(batch)) = batch else { return };
                 for d in &batch {
-                    let LogEvent::Readings(readings) =
-                        decode_message(d.subject(), d.event(), d.version(), d.payload(), d.published_ms);
+                    let readings =
+                        decode_message(d.subject(), d.event(), d.version(), d.payload(), d.published_ms).into_readings();
                     for (idx, reading) in readings.into_iter().enumerate() {
                         for prefix in reading.tag.prefixes() {
                             let c = counts.entry(prefix.to_owned()).or_default();

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::change::{Change, READING_CORRECTED, READING_RETRACTED, ReadingChange};
 use crate::decode::{decode_payload, parse_number};
 use crate::reading::{Reading, Status, Value};
 use crate::tag::Tag;
@@ -28,6 +29,18 @@ pub const READINGS_RECORDED: &str = "ReadingsRecorded";
 pub enum LogEvent {
     /// Readings recorded, in message order (index = position).
     Readings(Vec<Reading>),
+    /// A correction or retraction of a reading of the subject's tag.
+    Change(Tag, crate::change::Change),
+}
+
+impl LogEvent {
+    /// The readings this message records (none for a change).
+    pub fn into_readings(self) -> Vec<Reading> {
+        match self {
+            LogEvent::Readings(r) => r,
+            LogEvent::Change(..) => Vec::new(),
+        }
+    }
 }
 
 /// One reading inside a `ReadingsRecorded` v1 batch.
@@ -131,6 +144,22 @@ pub fn decode_message(
     match (event, version) {
         (None, _) => LogEvent::Readings(vec![decode_payload(&tag, payload, broker_ms)]),
         (Some(READINGS_RECORDED), Some("1") | None) => LogEvent::Readings(decode_batch_v1(&tag, payload, broker_ms)),
+        (Some(kind @ (READING_CORRECTED | READING_RETRACTED)), Some("1")) => {
+            match serde_json::from_slice::<ReadingChange>(payload) {
+                Ok(c) if c.v == 1 => {
+                    let change = if kind == READING_CORRECTED { Change::Correct(c) } else { Change::Retract(c) };
+                    LogEvent::Change(tag, change)
+                }
+                Ok(c) => {
+                    let reason = format!("{kind} body says version {}, header says 1", c.v);
+                    LogEvent::Readings(vec![Reading::error(tag, broker_ms, reason, payload)])
+                }
+                Err(e) => {
+                    let reason = format!("{kind} body is not a v1 document: {e}");
+                    LogEvent::Readings(vec![Reading::error(tag, broker_ms, reason, payload)])
+                }
+            }
+        }
         (Some(event), version) => {
             let reason = format!("unknown event `{event}` version {}", version.unwrap_or("(none)"));
             LogEvent::Readings(vec![Reading::error(tag, broker_ms, reason, payload)])
@@ -153,7 +182,7 @@ fn decode_batch_v1(subject_tag: &Tag, payload: &[u8], broker_ms: i64) -> Vec<Rea
     batch.readings.into_iter().map(|item| item_to_reading(subject_tag, item, broker_ms)).collect()
 }
 
-fn item_to_reading(subject_tag: &Tag, item: BatchItem, broker_ms: i64) -> Reading {
+pub(crate) fn item_to_reading(subject_tag: &Tag, item: BatchItem, broker_ms: i64) -> Reading {
     let ts = item.ts.unwrap_or(broker_ms);
     let tag = match Tag::parse(&item.tag) {
         Ok(tag) => tag,
@@ -216,7 +245,7 @@ mod tests {
         let body = encode_batch(&items);
         let subject = batch_subject(readings.iter().map(|r| &r.tag)).unwrap();
         assert_eq!(subject, "brasil.sul");
-        let LogEvent::Readings(back) = decode_message(&subject, Some(READINGS_RECORDED), Some("1"), &body, 9);
+        let back = decode_message(&subject, Some(READINGS_RECORDED), Some("1"), &body, 9).into_readings();
         assert_eq!(back, readings);
     }
 
@@ -234,7 +263,7 @@ mod tests {
     #[test]
     fn bad_items_become_errors_in_place() {
         let body = br#"{"v":1,"readings":[{"tag":"bad tag","value":1},{"tag":"brasil.sul.s1","value":""},{"tag":"brasil.sul.s1","value":"7"},{"tag":"meters.lab.d1","value":1}]}"#;
-        let LogEvent::Readings(r) = decode_message("brasil.sul", Some(READINGS_RECORDED), Some("1"), body, 5);
+        let r = decode_message("brasil.sul", Some(READINGS_RECORDED), Some("1"), body, 5).into_readings();
         assert_eq!(r.len(), 4);
         assert_eq!((r[3].status, r[3].tag.as_str()), (Status::Error, "brasil.sul"));
         assert_eq!((r[0].status, r[0].tag.as_str()), (Status::Error, "brasil.sul"));
@@ -244,12 +273,12 @@ mod tests {
 
     #[test]
     fn unknown_events_and_subjects_are_kept_as_errors() {
-        let LogEvent::Readings(r) = decode_message("brasil.sul.s1", Some("Nope"), Some("9"), b"x", 5);
+        let r = decode_message("brasil.sul.s1", Some("Nope"), Some("9"), b"x", 5).into_readings();
         assert_eq!((r.len(), r[0].status), (1, Status::Error));
-        let LogEvent::Readings(r) = decode_message("brasil.a.b.c.d.e.f.g.h", None, None, b"1", 5);
+        let r = decode_message("brasil.a.b.c.d.e.f.g.h", None, None, b"1", 5).into_readings();
         assert_eq!(r[0].tag.as_str(), "brasil._invalid");
         assert_eq!(r[0].raw.as_deref(), Some(&b"1"[..]));
-        let LogEvent::Readings(r) = decode_message("brasil.sul", Some(READINGS_RECORDED), Some("1"), b"{", 5);
+        let r = decode_message("brasil.sul", Some(READINGS_RECORDED), Some("1"), b"{", 5).into_readings();
         assert_eq!((r.len(), r[0].status), (1, Status::Error));
     }
 }

@@ -7,6 +7,7 @@
 //! the broker's time in. That keeps every rule here testable with plain values
 //! and lets the bus, the store and the API depend on it, never the reverse.
 
+mod change;
 mod decode;
 mod envelope;
 mod import;
@@ -18,6 +19,7 @@ mod rules;
 mod sensor;
 mod tag;
 
+pub use change::{Change, READING_CORRECTED, READING_RETRACTED, ReadingChange};
 pub use decode::{decode_payload, parse_timestamp};
 pub use envelope::{
     BatchItem, EVENT_HEADER, EnvelopeError, ItemValue, LogEvent, READINGS_RECORDED, VERSION_HEADER, batch_subject,

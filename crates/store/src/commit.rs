@@ -57,7 +57,7 @@ struct LedgerRow {
 const THROW_MOVED: &str = "vigia: ledger moved";
 
 // Only these fixed statements are ever sent; every value is a bound parameter.
-const BEGIN: &str = "BEGIN TRANSACTION;
+pub(crate) const BEGIN: &str = "BEGIN TRANSACTION;
 LET $current = $ledger_id.version ?? 0;
 IF $current != $expected { THROW \"vigia: ledger moved\" };
 UPSERT $ledger_id CONTENT { version: $expected + 1, ranges: $ranges };";
@@ -116,9 +116,9 @@ const SENSORS: &str = "INSERT INTO sensor $sensors ON DUPLICATE KEY UPDATE
     count += $input.count RETURN NONE;";
 const TRAFFIC: &str = "INSERT INTO traffic $traffic ON DUPLICATE KEY UPDATE
     ok += $input.ok, errors += $input.errors RETURN NONE;";
-const COMMIT: &str = "COMMIT TRANSACTION;";
+pub(crate) const COMMIT: &str = "COMMIT TRANSACTION;";
 
-fn key(parts: Vec<SValue>) -> Array {
+pub(crate) fn key(parts: Vec<SValue>) -> Array {
     Array::from(parts)
 }
 
@@ -260,20 +260,25 @@ impl Store {
             .bind(("traffic", traffic))
             .await
             .map_err(|e| if is_conflict(&e) { StoreError::Conflict } else { e.into() })?;
-        // A failed transaction fails every statement; find the one that says why.
-        let mut errors: Vec<(usize, surrealdb::Error)> = response.take_errors().into_iter().collect();
-        if errors.is_empty() {
-            return Ok(());
-        }
-        if errors.iter().any(|(_, e)| is_conflict(e)) {
-            return Err(StoreError::Conflict);
-        }
-        errors.sort_by_key(|(i, e)| (e.query_details() == Some(&QueryError::NotExecuted), *i));
-        Err(errors.swap_remove(0).1.into())
+        settle(&mut response)
     }
 }
 
-fn is_conflict(e: &surrealdb::Error) -> bool {
+/// The outcome of a guarded transaction: a failed transaction fails every
+/// statement, so find the one that says why.
+pub(crate) fn settle(response: &mut surrealdb::IndexedResults) -> Result<(), StoreError> {
+    let mut errors: Vec<(usize, surrealdb::Error)> = response.take_errors().into_iter().collect();
+    if errors.is_empty() {
+        return Ok(());
+    }
+    if errors.iter().any(|(_, e)| is_conflict(e)) {
+        return Err(StoreError::Conflict);
+    }
+    errors.sort_by_key(|(i, e)| (e.query_details() == Some(&QueryError::NotExecuted), *i));
+    Err(errors.swap_remove(0).1.into())
+}
+
+pub(crate) fn is_conflict(e: &surrealdb::Error) -> bool {
     e.query_details() == Some(&QueryError::TransactionConflict)
         || (e.is_thrown() && e.message().contains(THROW_MOVED))
         || e.message().contains(THROW_MOVED)

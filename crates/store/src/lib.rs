@@ -7,6 +7,7 @@
 //! ever spliced into SurrealQL.
 
 mod alerts;
+mod change;
 mod commit;
 mod meta;
 mod read;
@@ -17,6 +18,7 @@ use surrealdb::Surreal;
 use surrealdb::engine::any::Any;
 
 pub use alerts::AlertRecord;
+pub use change::ChangeOutcome;
 pub use commit::Layout;
 pub use meta::SensorMetaRow;
 pub use read::{CounterRow, RollupRow, SensorRow};

@@ -4,7 +4,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::decode::decode_payload;
-use crate::envelope::{LogEvent, READINGS_RECORDED, batch_subject, decode_message, encode_batch};
+use crate::envelope::{READINGS_RECORDED, batch_subject, decode_message, encode_batch};
 use crate::reading::{Reading, Status, Value};
 
 fn header(cells: &str) -> Result<ImportHeader, ImportError> {
@@ -19,9 +19,7 @@ fn row(h: &ImportHeader, record: &str, root: Option<&str>) -> Result<ImportRow, 
 fn persisted(rows: &[ImportRow]) -> Vec<Reading> {
     let items: Vec<BatchItem> = rows.iter().map(|r| r.item.clone()).collect();
     let subject = batch_subject(rows.iter().map(|r| &r.tag)).unwrap();
-    let LogEvent::Readings(readings) =
-        decode_message(&subject, Some(READINGS_RECORDED), Some("1"), &encode_batch(&items), 0);
-    readings
+    decode_message(&subject, Some(READINGS_RECORDED), Some("1"), &encode_batch(&items), 0).into_readings()
 }
 
 #[test]

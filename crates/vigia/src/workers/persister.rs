@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 use vigia_bus::{Batcher, Bus, Delivery, READINGS};
-use vigia_domain::{EventId, LogEvent, Projection, StoredEvent, decode_message};
-use vigia_store::{Store, StoreError};
+use vigia_domain::{Change, EventId, LogEvent, Projection, StoredEvent, Tag, decode_message};
+use vigia_store::{ChangeOutcome, Store, StoreError};
 
 use super::{ack_all, retry_backoff};
 
@@ -36,7 +36,7 @@ pub struct Applied {
 
 /// Decodes a delivered message into events with their log ids.
 pub fn events_of(seq: u64, d: &Delivery) -> Vec<StoredEvent> {
-    let LogEvent::Readings(readings) = decode_message(d.subject(), d.event(), d.version(), d.payload(), d.published_ms);
+    let readings = decode_message(d.subject(), d.event(), d.version(), d.payload(), d.published_ms).into_readings();
     readings
         .into_iter()
         .enumerate()
@@ -44,9 +44,70 @@ pub fn events_of(seq: u64, d: &Delivery) -> Vec<StoredEvent> {
         .collect()
 }
 
-/// Applies the messages the ledger does not hold yet, in one transaction.
-/// Retries on conflicts with other writers; other errors are returned.
+/// Applies the messages the ledger does not hold yet: runs of readings in one
+/// transaction each, every correction or retraction in its own, in log order.
 pub async fn apply_batch(store: &Store, ledger_key: &str, batch: &[Delivery]) -> Result<Applied, StoreError> {
+    let mut total = Applied::default();
+    let mut add = |a: Applied| {
+        total.messages += a.messages;
+        total.events += a.events;
+        total.skipped += a.skipped;
+    };
+    let mut start = 0;
+    for (i, d) in batch.iter().enumerate() {
+        if let LogEvent::Change(tag, change) =
+            decode_message(d.subject(), d.event(), d.version(), d.payload(), d.published_ms)
+        {
+            add(apply_readings(store, ledger_key, &batch[start..i]).await?);
+            add(apply_change(store, ledger_key, d.seq, &tag, &change).await?);
+            start = i + 1;
+        }
+    }
+    add(apply_readings(store, ledger_key, &batch[start..]).await?);
+    Ok(total)
+}
+
+/// Applies one correction or retraction at `seq`, guarded by the ledger.
+async fn apply_change(
+    store: &Store,
+    ledger_key: &str,
+    seq: u64,
+    tag: &Tag,
+    change: &Change,
+) -> Result<Applied, StoreError> {
+    let mut conflicts = 0u32;
+    loop {
+        let ledger = store.ledger(ledger_key).await?;
+        if ledger.contains(seq) {
+            return Ok(Applied { messages: 1, events: 0, skipped: 1 });
+        }
+        let mut next = ledger.clone();
+        next.insert(seq);
+        let body = change.body();
+        match store
+            .change_event(ledger_key, ledger.version, &next, tag.as_str(), body.ts, body.target, |old| {
+                change.apply(old)
+            })
+            .await
+        {
+            Ok(outcome) => {
+                if outcome == ChangeOutcome::NoTarget {
+                    tracing::warn!(seq, target = %body.target, %tag, "A change names no stored event; recorded as applied.");
+                }
+                return Ok(Applied { messages: 1, events: 0, skipped: 0 });
+            }
+            Err(StoreError::Conflict) => {
+                conflicts += 1;
+                tokio::time::sleep(Duration::from_millis(u64::from(conflicts.min(20)) * 5)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Applies reading messages the ledger does not hold yet, in one transaction.
+/// Retries on conflicts with other writers; other errors are returned.
+async fn apply_readings(store: &Store, ledger_key: &str, batch: &[Delivery]) -> Result<Applied, StoreError> {
     let decoded: Vec<(u64, Vec<StoredEvent>)> = batch.iter().map(|d| (d.seq, events_of(d.seq, d))).collect();
     let mut conflicts = 0u32;
     loop {

@@ -525,3 +525,93 @@ async fn sensors_are_described_through_the_log_with_their_own_thresholds() {
     assert_eq!((sensor["name"].is_null(), sensor["count"].as_i64()), (true, Some(1)), "readings stay: {sensor}");
     running.shutdown().await;
 }
+
+#[tokio::test]
+async fn corrections_and_retractions_keep_projections_equal_to_a_scan_and_replay() {
+    let env = TestEnv::start().await;
+    let (running, base) = env.serve().await;
+    let client = reqwest::Client::new();
+    let t = 1_700_000_040_000i64;
+    let values = [json!(10), json!(20), json!(30), json!(40), json!(""), json!(60)];
+    let mut body: Vec<Value> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| json!({"tag": "brasil.c.s1", "value": v, "timestamp": t + i as i64 * 1000}))
+        .collect();
+    body.push(json!({"tag": "brasil.c.s2", "value": 5, "timestamp": t}));
+    let (_, accepted) = post(&client, &format!("{base}/api/v1/events?wait=true"), json!(body), None).await;
+    let ids: Vec<String> =
+        accepted["messages"][0]["ids"].as_array().unwrap().iter().map(|i| i.as_str().unwrap().to_owned()).collect();
+
+    let send = |method: reqwest::Method, id: &str, body: Option<Value>| {
+        let mut req = client.request(method, format!("{base}/api/v1/events/{id}?wait=true"));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        req.send()
+    };
+    let resp = send(reqwest::Method::PUT, &ids[1], Some(json!({"value": 25}))).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let changed: Value = resp.json().await.unwrap();
+    assert_eq!(changed["event"]["value"], 25.0, "{changed}");
+    let changed: Value =
+        send(reqwest::Method::PATCH, &ids[4], Some(json!({"value": "45"}))).await.unwrap().json().await.unwrap();
+    assert_eq!(
+        (changed["event"]["value"].as_f64(), changed["event"]["status"].as_str()),
+        (Some(45.0), Some("ok")),
+        "{changed}"
+    );
+    let changed: Value =
+        send(reqwest::Method::PATCH, &ids[0], Some(json!({"unit": "C"}))).await.unwrap().json().await.unwrap();
+    assert_eq!(
+        (changed["event"]["value"].as_f64(), changed["event"]["unit"].as_str()),
+        (Some(10.0), Some("C")),
+        "{changed}"
+    );
+    let resp = send(reqwest::Method::PATCH, &ids[0], Some(json!({"timestamp": 1}))).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 400, "identity fields cannot change");
+    for id in [&ids[5], &ids[0]] {
+        assert_eq!(send(reqwest::Method::DELETE, id, None).await.unwrap().status().as_u16(), 200);
+    }
+    assert_eq!(send(reqwest::Method::DELETE, &ids[0], None).await.unwrap().status().as_u16(), 404, "already retracted");
+
+    assert_eq!(assert_consistent(&env.store).await, 5, "7 readings, 2 retracted");
+    let (_, sensor) = get(&client, &format!("{base}/api/v1/sensors/brasil.c.s1")).await;
+    assert_eq!(
+        (
+            sensor["count"].as_i64(),
+            sensor["last_value"].as_f64(),
+            sensor["first_seen"].as_i64(),
+            sensor["last_seen"].as_i64()
+        ),
+        (Some(4), Some(45.0), Some(t + 1000), Some(t + 4000)),
+        "{sensor}"
+    );
+    let (_, counts) = get(&client, &format!("{base}/api/v1/counts?prefix=brasil.c.s1&depth=0")).await;
+    assert_eq!(
+        (counts["nodes"][0]["ok"].as_i64(), counts["nodes"][0]["errors"].as_i64()),
+        (Some(4), Some(0)),
+        "{counts}"
+    );
+    let (_, series) =
+        get(&client, &format!("{base}/api/v1/stats/series?tag=brasil.c.s1&bucket=1m&from={t}&to={}", t + 60_000)).await;
+    let p = &series["points"][0];
+    assert_eq!(
+        (p["count"].as_i64(), p["min"].as_f64(), p["max"].as_f64()),
+        (Some(4), Some(25.0), Some(45.0)),
+        "{series}"
+    );
+    running.shutdown().await;
+
+    // The log rebuilds the same store, changes included.
+    let fresh = vigia_store::Store::open(&vigia_store::StoreConfig::memory()).await.unwrap();
+    vigia::replay::replay(&env.bus, &fresh, 3).await.unwrap();
+    assert_eq!(fresh.all_events().await.unwrap(), env.store.all_events().await.unwrap());
+    assert_eq!(fresh.counters().await.unwrap(), env.store.counters().await.unwrap());
+    assert_eq!(fresh.sensors().await.unwrap(), env.store.sensors().await.unwrap());
+    assert_eq!(
+        fresh.traffic("m", i64::MIN, i64::MAX).await.unwrap(),
+        env.store.traffic("m", i64::MIN, i64::MAX).await.unwrap()
+    );
+    assert_consistent(&fresh).await;
+}

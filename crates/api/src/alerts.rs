@@ -54,6 +54,8 @@ pub(crate) struct AlertParams {
     status: Option<String>,
     /// Only alerts of tags under this prefix.
     prefix: Option<String>,
+    /// Skip this many (default 0).
+    offset: Option<usize>,
     /// At most this many, newest first (default 100, at most 10,000).
     count: Option<usize>,
 }
@@ -83,6 +85,7 @@ pub(crate) async fn alerts(
     Ok(Json(
         rows.into_iter()
             .filter(|a| prefix.as_deref().is_none_or(|p| format!("{}.", a.tag).starts_with(p)))
+            .skip(p.offset.unwrap_or(0))
             .take(count)
             .map(Alert::from)
             .collect(),

@@ -87,6 +87,7 @@ pub(crate) struct Accepted {
         (status = 201, description = "Stored (with `?wait=true`)", body = Accepted),
         (status = 202, description = "In the log; the persister will store it", body = Accepted),
         (status = 400, description = "A reading is invalid", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Over 10,000 readings or 8 MiB", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The log did not confirm the publish", body = Problem, content_type = "application/problem+json"),
         (status = 504, description = "In the log, but not stored within 10 s", body = Problem, content_type = "application/problem+json")
     )
@@ -95,8 +96,18 @@ pub(crate) async fn post_events(
     State(state): State<ApiState>,
     Query(params): Query<IngestParams>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<(StatusCode, Json<Accepted>), Problem> {
+    let body = body.map_err(|e| {
+        Problem::new(
+            e.status(),
+            format!(
+                "{}: bodies are at most {} bytes; split the readings over several requests",
+                e.body_text(),
+                crate::MAX_BODY
+            ),
+        )
+    })?;
     let readings = parse_body(&body)?;
     let mut by_root: BTreeMap<String, (Vec<Tag>, Vec<BatchItem>)> = BTreeMap::new();
     for (i, r) in readings.into_iter().enumerate() {
@@ -166,7 +177,10 @@ fn parse_body(body: &[u8]) -> Result<Vec<ReadingIn>, Problem> {
         return Err(bad("the array is empty: send at least one reading".into()));
     }
     if items.len() > MAX_READINGS {
-        return Err(bad(format!("{} readings in one request; send at most {MAX_READINGS}", items.len())));
+        return Err(Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("{} readings in one request; send at most {MAX_READINGS} per request", items.len()),
+        ));
     }
     items
         .into_iter()

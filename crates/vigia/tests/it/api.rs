@@ -413,6 +413,29 @@ async fn tokens_guard_every_write_route_and_reads_when_closed() {
         ("/api/v1/events/import", "text/csv", "tag,timestamp,value\nbrasil.a.b,1700000000000,1\n"),
         ("/api/v1/alerts/1-0-value-above-50/ack", "application/json", ""),
     ];
+    let others = [
+        (reqwest::Method::PUT, "/api/v1/events/1-0", r#"{"value": 1}"#),
+        (reqwest::Method::PATCH, "/api/v1/events/1-0", r#"{"value": 1}"#),
+        (reqwest::Method::DELETE, "/api/v1/events/1-0", ""),
+        (reqwest::Method::PUT, "/api/v1/sensors/brasil.a.b", r#"{"name": "x"}"#),
+        (reqwest::Method::DELETE, "/api/v1/sensors/brasil.a.b", ""),
+    ];
+    for (method, path, body) in others {
+        let send = |auth: Option<&str>| {
+            let mut req = client
+                .request(method.clone(), format!("{base}{path}"))
+                .header("content-type", "application/json")
+                .body(body);
+            if let Some(a) = auth {
+                req = req.bearer_auth(a);
+            }
+            req.send()
+        };
+        assert_eq!(send(None).await.unwrap().status().as_u16(), 401, "{method} {path}");
+        assert_eq!(send(Some("r-secret")).await.unwrap().status().as_u16(), 403, "{method} {path}");
+        let status = send(Some("w-secret")).await.unwrap().status().as_u16();
+        assert!(status != 401 && status != 403, "{method} {path}: the write token passes, got {status}");
+    }
     for (path, kind, body) in writes {
         let send = |auth: Option<&str>| {
             let mut req = client.post(format!("{base}{path}")).header("content-type", kind).body(body);
@@ -614,4 +637,138 @@ async fn corrections_and_retractions_keep_projections_equal_to_a_scan_and_replay
         env.store.traffic("m", i64::MIN, i64::MAX).await.unwrap()
     );
     assert_consistent(&fresh).await;
+}
+
+#[tokio::test]
+async fn every_filter_operator_over_http_and_injection_attempts_change_nothing() {
+    let env = TestEnv::start().await;
+    let (running, base) = env.serve().await;
+    let client = reqwest::Client::new();
+    let t = 1_700_000_000_000i64;
+    let body = json!([
+        {"tag": "brasil.op.s1", "value": 10, "unit": "C", "timestamp": t},
+        {"tag": "brasil.op.s2", "value": 20, "unit": "C", "timestamp": t + 1000},
+        {"tag": "brasil.op.s3", "value": 30, "unit": "F", "timestamp": t + 2000},
+        {"tag": "brasil.op.s4", "value": "open", "timestamp": t + 3000},
+        {"tag": "brasil.xx.s5", "value": null, "timestamp": t + 4000}
+    ]);
+    assert_eq!(post(&client, &format!("{base}/api/v1/events?wait=true"), body, None).await.0, 201);
+    let count = |query: String| {
+        let client = client.clone();
+        let base = base.clone();
+        async move {
+            let (status, page) = get(&client, &format!("{base}/api/v1/events?{query}")).await;
+            assert_eq!(status, 200, "{query}: {page}");
+            page["total"].as_u64().unwrap()
+        }
+    };
+    let cases = [
+        ("value=eq:20".to_owned(), 1),
+        ("value=neq:20".to_owned(), 2),
+        ("value=lt:20".to_owned(), 1),
+        ("value=lte:20".to_owned(), 2),
+        ("value=gt:20".to_owned(), 1),
+        ("value=gte:20".to_owned(), 2),
+        ("value=like:op%25".to_owned(), 1),
+        ("tag=like:brasil.op.s_".to_owned(), 4),
+        ("tag=neq:brasil.op.*".to_owned(), 1),
+        ("tag=gt:brasil.op.s2".to_owned(), 3),
+        ("unit=eq:C".to_owned(), 2),
+        ("unit=neq:C".to_owned(), 3),
+        ("status=eq:error".to_owned(), 1),
+        ("status=neq:error".to_owned(), 4),
+        (format!("timestamp=gte:{}&timestamp=lt:{}", t + 1000, t + 3000), 2),
+        (format!("timestamp=eq:{}", t + 2000), 1),
+        (format!("timestamp=lte:{}", t / 1000), 1),
+    ];
+    for (query, expected) in cases {
+        assert_eq!(count(query.clone()).await, expected, "{query}");
+    }
+
+    // Injection attempts: values are compared in Rust, names come from an allow-list.
+    for query in [
+        "tag=like:%25%27%3B%20DELETE%20block%3B%20--",
+        "value=eq:1%3B%20REMOVE%20TABLE%20block",
+        "unit=eq:%27%20OR%201%3D1%20--",
+    ] {
+        assert_eq!(count(query.to_owned()).await, 0, "{query}");
+    }
+    for query in [
+        "value%3BDROP=eq:1",
+        "sort=value%3BDROP",
+        "sort=tag:asc,DELETE",
+        "tag=eq:brasil.op.s1%27%20OR%201%3D1",
+        "limit=1;2",
+    ] {
+        let (status, problem) = get(&client, &format!("{base}/api/v1/events?{query}")).await;
+        assert_eq!(status, 400, "{query}: {problem}");
+        assert_eq!(problem["status"], 400);
+    }
+    assert_eq!(assert_consistent(&env.store).await, 5, "nothing leaked or broke");
+
+    // Limits: a clear 413 as problem+json.
+    let many: Vec<Value> = (0..10_001).map(|i| json!({"tag": "brasil.op.s1", "value": i})).collect();
+    let resp = client.post(format!("{base}/api/v1/events")).json(&many).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 413);
+    assert_eq!(resp.headers()["content-type"], "application/problem+json");
+    let huge = format!("[{}]", vec![r#"{"tag":"brasil.op.s1","value":1}"#; 300_000].join(","));
+    let resp = client
+        .post(format!("{base}/api/v1/events"))
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 413);
+    assert_eq!(resp.headers()["content-type"], "application/problem+json");
+    running.shutdown().await;
+}
+
+#[tokio::test]
+async fn csv_round_trip_exports_what_was_imported() {
+    let env = TestEnv::start().await;
+    let (running, base) = env.serve().await;
+    let client = reqwest::Client::new();
+    let mut file = String::from("tag,timestamp,value,unit\n");
+    for i in 0..200i64 {
+        let value = if i % 17 == 0 { "idle".to_owned() } else { format!("{}.5", i) };
+        file.push_str(&format!("brasil.rt.s{},{},{value},kWh\n", i % 4, 1_700_000_000_000 + i * 30_000));
+    }
+    let report: Value = client
+        .post(format!("{base}/api/v1/events/import?wait=true"))
+        .body(file.clone())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(report["accepted"], 200, "{report}");
+    let text = client
+        .get(format!("{base}/api/v1/events.csv?tag=eq:brasil.rt.>&sort=timestamp:asc"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let exported: Vec<(String, String, String, String)> = csv::Reader::from_reader(text.as_bytes())
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            (r[1].to_owned(), r[2].to_owned(), r[4].to_owned(), r[5].to_owned())
+        })
+        .collect();
+    let imported: Vec<(String, String, String, String)> = csv::Reader::from_reader(file.as_bytes())
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            (r[0].to_owned(), r[1].to_owned(), r[2].to_owned(), r[3].to_owned())
+        })
+        .collect();
+    assert_eq!(exported, imported);
+    let again: Value =
+        client.post(format!("{base}/api/v1/events/import")).body(file).send().await.unwrap().json().await.unwrap();
+    assert_eq!((again["accepted"].as_u64(), again["duplicates"].as_u64()), (Some(0), Some(200)), "{again}");
+    running.shutdown().await;
 }

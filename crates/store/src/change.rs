@@ -281,11 +281,11 @@ impl Store {
                     let first = self.edge(tag, false, day_blocks, changed).await?;
                     s.first_seen = first.map_or(s.first_seen, |e| e.reading.ts_ms);
                 }
-                if was_last || old.ts_ms == s.last_seen {
-                    if let Some(e) = self.edge(tag, true, day_blocks, changed).await? {
-                        s.last_seen = e.reading.ts_ms;
-                        s.last = LastRow::new(e.reading.ts_ms, e.id, &e.reading.value, e.reading.status);
-                    }
+                if (was_last || old.ts_ms == s.last_seen)
+                    && let Some(e) = self.edge(tag, true, day_blocks, changed).await?
+                {
+                    s.last_seen = e.reading.ts_ms;
+                    s.last = LastRow::new(e.reading.ts_ms, e.id, &e.reading.value, e.reading.status);
                 }
             }
         }

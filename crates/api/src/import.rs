@@ -1,13 +1,14 @@
 //! `POST /api/v1/events/import`: CSV backfill through the log.
 //!
 //! Each row becomes its own message on `<tag>` with the message id
-//! `csv:<tag>:<ts_ms>`, so uploading the same file again within the stream's
-//! duplicate window stores nothing new and the report says which rows were
-//! duplicates. Rows that cannot be stored at all (no tag, no time) are
+//! `csv:<tag>:<ts_ms>`. A row whose tag and time are already stored is not
+//! published at all, and the message id catches uploads racing within the
+//! stream's duplicate window, so uploading the same file again, however much
+//! later, stores nothing new; the report counts those rows as duplicates. Rows that cannot be stored at all (no tag, no time) are
 //! reported with their line and reason; a bad value is stored as an error
 //! event, like a device's.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use axum::Json;
 use axum::body::Bytes;
@@ -17,7 +18,7 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use utoipa::{IntoParams, ToSchema};
-use vigia_domain::{ImportHeader, ImportRow};
+use vigia_domain::{BLOCK_SPAN_MS, ImportHeader, ImportRow};
 
 use crate::{ApiState, Problem};
 
@@ -53,7 +54,7 @@ pub(crate) struct Rejected {
 pub(crate) struct ImportReport {
     /// Rows newly written to the log.
     accepted: u64,
-    /// Rows the log already had (same tag and time, uploaded before within the duplicate window).
+    /// Rows already stored or repeated in the file (same tag and time): not written again.
     duplicates: u64,
     /// Rows refused; the first 1000 are listed in `errors`.
     rejected: u64,
@@ -96,6 +97,7 @@ pub(crate) async fn import(
         let mut report = ImportReport { accepted: 0, duplicates: 0, rejected: 0, errors: Vec::new(), stored: false };
         let mut pending = VecDeque::new();
         let mut seqs = Vec::new();
+        let mut stored = Stored::default();
         while let Some(parsed) = row_rx.recv().await {
             let row: ImportRow = match parsed {
                 Parsed::Fatal(problem) => return Err(problem),
@@ -108,6 +110,10 @@ pub(crate) async fn import(
                 }
                 Parsed::Row(row) => row,
             };
+            if stored.contains(&state, &row).await? {
+                report.duplicates += 1;
+                continue;
+            }
             let (headers, payload) = vigia_bus::Publisher::batch_message(std::slice::from_ref(&row.item));
             let ack = publisher
                 .send(row.tag.to_string(), Some(headers), payload, Some(&row.msg_id))
@@ -133,6 +139,36 @@ pub(crate) async fn import(
         report.stored = true;
     }
     Ok(Json(report))
+}
+
+/// Readings already in the store, by tag and hour, so that a file uploaded
+/// again after the stream's duplicate window still stores nothing new. The
+/// message id covers uploads racing within the window.
+#[derive(Default)]
+struct Stored {
+    hours: HashMap<(String, i64), HashSet<i64>>,
+}
+
+impl Stored {
+    async fn contains(&mut self, state: &ApiState, row: &ImportRow) -> Result<bool, Problem> {
+        let hour = row.ts_ms.div_euclid(BLOCK_SPAN_MS) * BLOCK_SPAN_MS;
+        let key = (row.tag.to_string(), hour);
+        if !self.hours.contains_key(&key) {
+            if self.hours.len() >= 10_000 {
+                self.hours.clear();
+            }
+            let events = state
+                .store
+                .events_window(Some(row.tag.as_str()), Some(hour), Some(hour), crate::SCAN_CAP)
+                .await
+                .map_err(crate::store_problem)?;
+            let times = events.iter().filter(|e| e.reading.tag == row.tag).map(|e| e.reading.ts_ms).collect();
+            self.hours.insert(key.clone(), times);
+        }
+        let times = self.hours.get_mut(&key).expect("inserted above");
+        // A second row with the same tag and time in this file is a duplicate too.
+        Ok(!times.insert(row.ts_ms))
+    }
 }
 
 /// What the parser hands the publisher.

@@ -9,10 +9,11 @@
 
 use std::collections::BTreeMap;
 
-use surrealdb::types::{RecordId, SurrealValue, Value as SValue};
+use surrealdb::types::{RecordId, Value as SValue};
 use vigia_domain::{BLOCK_SPAN_MS, Block, EventId, Ledger, Projection, Reading, RollupGrain, Status, StoredEvent};
 
-use crate::commit::{BEGIN, COMMIT, key, settle};
+use crate::commit::{BEGIN, COMMIT, CounterIn, RollupIn, SensorIn, TrafficIn, key, settle};
+use crate::read::SensorStored;
 use crate::rows::{BlockRow, LastRow, ord};
 use crate::{Store, StoreError};
 
@@ -25,56 +26,6 @@ pub enum ChangeOutcome {
     /// No stored event has that id (never stored, or already retracted);
     /// only the ledger moved.
     NoTarget,
-}
-
-#[derive(Debug, SurrealValue)]
-struct CountIn {
-    id: RecordId,
-    prefix: String,
-    depth: i64,
-    ok: i64,
-    errors: i64,
-}
-
-#[derive(Debug, SurrealValue)]
-struct TrafficIn {
-    id: RecordId,
-    root: String,
-    grain: String,
-    bucket: i64,
-    ok: i64,
-    errors: i64,
-}
-
-#[derive(Debug, SurrealValue)]
-struct RollupIn {
-    id: RecordId,
-    tag: String,
-    grain: String,
-    bucket: i64,
-    count: i64,
-    sum: f64,
-    min: f64,
-    max: f64,
-}
-
-#[derive(Debug, SurrealValue)]
-struct SensorStored {
-    tag: String,
-    first_seen: i64,
-    last_seen: i64,
-    count: i64,
-    last: LastRow,
-}
-
-#[derive(Debug, SurrealValue)]
-struct SensorIn {
-    id: RecordId,
-    tag: String,
-    first_seen: i64,
-    last_seen: i64,
-    count: i64,
-    last: LastRow,
 }
 
 const APPLY: &str = "
@@ -161,9 +112,9 @@ impl Store {
                 t.1 += errors;
             }
         }
-        let counters: Vec<CountIn> = counts
+        let counters: Vec<CounterIn> = counts
             .into_iter()
-            .map(|(prefix, (depth, ok, errors))| CountIn {
+            .map(|(prefix, (depth, ok, errors))| CounterIn {
                 id: RecordId::new("counter", prefix.as_str()),
                 prefix,
                 depth: i64::from(depth),

@@ -8,44 +8,44 @@ use crate::rows::{BlockRow, LastRow};
 use crate::{Store, StoreError};
 
 #[derive(Debug, SurrealValue)]
-struct CounterIn {
-    id: RecordId,
-    prefix: String,
-    depth: i64,
-    ok: i64,
-    errors: i64,
+pub(crate) struct CounterIn {
+    pub(crate) id: RecordId,
+    pub(crate) prefix: String,
+    pub(crate) depth: i64,
+    pub(crate) ok: i64,
+    pub(crate) errors: i64,
 }
 
 #[derive(Debug, SurrealValue)]
-struct RollupIn {
-    id: RecordId,
-    tag: String,
-    grain: String,
-    bucket: i64,
-    count: i64,
-    sum: f64,
-    min: f64,
-    max: f64,
+pub(crate) struct RollupIn {
+    pub(crate) id: RecordId,
+    pub(crate) tag: String,
+    pub(crate) grain: String,
+    pub(crate) bucket: i64,
+    pub(crate) count: i64,
+    pub(crate) sum: f64,
+    pub(crate) min: f64,
+    pub(crate) max: f64,
 }
 
 #[derive(Debug, SurrealValue)]
-struct SensorIn {
-    id: RecordId,
-    tag: String,
-    first_seen: i64,
-    last_seen: i64,
-    count: i64,
-    last: LastRow,
+pub(crate) struct SensorIn {
+    pub(crate) id: RecordId,
+    pub(crate) tag: String,
+    pub(crate) first_seen: i64,
+    pub(crate) last_seen: i64,
+    pub(crate) count: i64,
+    pub(crate) last: LastRow,
 }
 
 #[derive(Debug, SurrealValue)]
-struct TrafficIn {
-    id: RecordId,
-    root: String,
-    grain: String,
-    bucket: i64,
-    ok: i64,
-    errors: i64,
+pub(crate) struct TrafficIn {
+    pub(crate) id: RecordId,
+    pub(crate) root: String,
+    pub(crate) grain: String,
+    pub(crate) bucket: i64,
+    pub(crate) ok: i64,
+    pub(crate) errors: i64,
 }
 
 #[derive(Debug, SurrealValue)]

@@ -41,12 +41,12 @@ pub struct SensorRow {
 }
 
 #[derive(Debug, SurrealValue)]
-struct SensorStored {
-    tag: String,
-    first_seen: i64,
-    last_seen: i64,
-    count: i64,
-    last: LastRow,
+pub(crate) struct SensorStored {
+    pub(crate) tag: String,
+    pub(crate) first_seen: i64,
+    pub(crate) last_seen: i64,
+    pub(crate) count: i64,
+    pub(crate) last: LastRow,
 }
 
 impl Store {

@@ -11,6 +11,7 @@ mod changes;
 mod counts;
 mod events;
 mod export;
+mod generate;
 mod health;
 mod import;
 mod ingest;
@@ -35,6 +36,7 @@ use vigia_bus::Bus;
 use vigia_store::Store;
 
 pub use auth::{Auth, Scope, Token, hash_token};
+pub use metrics::{PERSISTER, PersisterStats};
 pub use problem::Problem;
 
 /// The largest request body accepted (10,000 readings fit comfortably).
@@ -116,6 +118,8 @@ fn v1_router() -> OpenApiRouter<ApiState> {
         .routes(routes!(events::get_event, changes::put_event, changes::patch_event, changes::delete_event))
         .routes(routes!(export::export))
         .routes(routes!(live::live))
+        .routes(routes!(generate::simulate))
+        .routes(routes!(generate::generate_n))
         .routes(routes!(counts::counts))
         .routes(routes!(stats::averages))
         .routes(routes!(stats::series))

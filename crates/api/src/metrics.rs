@@ -3,12 +3,47 @@
 //! every number is the system's own and no worker has to report anything.
 
 use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 
 use crate::ApiState;
+
+/// What the persister of this process reports (in `vigia up` and `vigia
+/// persist` it is the same process as the API only in `up`): a process-wide
+/// registry, like Prometheus clients keep.
+#[derive(Debug)]
+pub struct PersisterStats {
+    batches: AtomicU64,
+    events: AtomicU64,
+    batch_nanos: AtomicU64,
+    store_errors: AtomicU64,
+}
+
+/// The persister's numbers in this process.
+pub static PERSISTER: PersisterStats = PersisterStats {
+    batches: AtomicU64::new(0),
+    events: AtomicU64::new(0),
+    batch_nanos: AtomicU64::new(0),
+    store_errors: AtomicU64::new(0),
+};
+
+impl PersisterStats {
+    /// A batch was stored: its events and how long the store took.
+    pub fn batch(&self, events: u64, took: Duration) {
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.events.fetch_add(events, Ordering::Relaxed);
+        self.batch_nanos.fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// A store write failed (the batch will be retried).
+    pub fn store_error(&self) {
+        self.store_errors.fetch_add(1, Ordering::Relaxed);
+    }
+}
 
 const CONSUMERS: [(&str, &str); 3] =
     [("READINGS", "persister"), ("READINGS", "alerter"), ("ALERTS", "alert-projector")];
@@ -51,6 +86,44 @@ pub(crate) async fn metrics(State(state): State<ApiState>) -> impl IntoResponse 
             );
         }
     }
+    let p = &PERSISTER;
+    counter(
+        &mut out,
+        "vigia_persister_batches_total",
+        "Batches stored by this process.",
+        p.batches.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut out,
+        "vigia_persister_events_total",
+        "Events stored by this process.",
+        p.events.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut out,
+        "vigia_persister_store_errors_total",
+        "Failed store writes (retried).",
+        p.store_errors.load(Ordering::Relaxed),
+    );
+    let _ = writeln!(
+        out,
+        "# HELP vigia_persister_batch_seconds Store time per batch.\n# TYPE vigia_persister_batch_seconds summary\n\
+         vigia_persister_batch_seconds_sum {}\nvigia_persister_batch_seconds_count {}",
+        p.batch_nanos.load(Ordering::Relaxed) as f64 / 1e9,
+        p.batches.load(Ordering::Relaxed)
+    );
+    // The ingest rate of the last complete minute, every root, errors included.
+    let minute = crate::stats::now_ms().div_euclid(60_000) * 60_000;
+    if let Ok(rows) = state.store.traffic("m", minute - 60_000, minute).await {
+        let total: i64 = rows.iter().map(|r| r.ok + r.errors).sum();
+        gauge(
+            &mut out,
+            "vigia_ingest_events_per_minute",
+            "Events timestamped in the last complete minute.",
+            &[],
+            total as f64,
+        );
+    }
     let store_ok = state.store.ping().await.is_ok();
     gauge(&mut out, "vigia_store_up", "1 when the store answers.", &[], if store_ok { 1.0 } else { 0.0 });
     if let Ok(ledger) = state.store.ledger(vigia_store::READINGS_LEDGER).await {
@@ -77,4 +150,8 @@ fn gauge(out: &mut String, name: &str, help: &str, labels: &[(&str, &str)], valu
     } else {
         let _ = writeln!(out, "{name}{{{}}} {value}", labels.join(","));
     }
+}
+
+fn counter(out: &mut String, name: &str, help: &str, value: u64) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
 }

@@ -148,9 +148,14 @@ pub async fn run(bus: &Bus, store: &Store, options: BatchOptions, stop: Cancella
     while let Some(batch) = batcher.next(&stop).await? {
         let mut attempt = 0u32;
         let applied = loop {
+            let started = std::time::Instant::now();
             match apply_batch(store, READINGS_LEDGER, &batch).await {
-                Ok(applied) => break Some(applied),
+                Ok(applied) => {
+                    vigia_api::PERSISTER.batch(applied.events, started.elapsed());
+                    break Some(applied);
+                }
                 Err(e) => {
+                    vigia_api::PERSISTER.store_error();
                     attempt += 1;
                     tracing::warn!(error = %e, attempt, "Store write failed; the batch stays in JetStream and will be retried.");
                     if !retry_backoff(bus, &batch, attempt, &stop).await {

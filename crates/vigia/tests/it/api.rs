@@ -115,6 +115,8 @@ async fn posted_readings_are_stored_counted_and_aggregated() {
     assert!(metrics.contains("vigia_events_error{root=\"brasil\"} 1\n"), "{metrics}");
     assert!(metrics.contains("vigia_consumer_pending{stream=\"READINGS\",consumer=\"persister\"} 0\n"), "{metrics}");
     assert!(metrics.contains("# TYPE vigia_store_up gauge\nvigia_store_up 1\n"), "{metrics}");
+    assert!(metrics.contains("# TYPE vigia_persister_batch_seconds summary"), "{metrics}");
+    assert!(!metrics.contains("vigia_persister_batches_total 0\n"), "this process stored batches: {metrics}");
 
     // Acknowledging goes through the log and is projected; twice is harmless.
     let id = alerts[0]["id"].as_str().unwrap().to_owned();
@@ -776,5 +778,22 @@ async fn csv_round_trip_exports_what_was_imported() {
     let again: Value =
         client.post(format!("{base}/api/v1/events/import")).body(file).send().await.unwrap().json().await.unwrap();
     assert_eq!((again["accepted"].as_u64(), again["duplicates"].as_u64()), (Some(0), Some(200)), "{again}");
+    running.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_generator_publishes_n_random_readings() {
+    let env = TestEnv::start().await;
+    let (running, base) = env.serve().await;
+    let client = reqwest::Client::new();
+    let resp = client.post(format!("{base}/api/v1/generate/100")).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let generated: Value = resp.json().await.unwrap();
+    assert_eq!(generated["readings"], 100, "{generated}");
+    let resp = client.post(format!("{base}/api/v1/simulate?count=50&sensors=5")).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    env.drained(vigia_bus::READINGS, "persister").await;
+    assert_eq!(assert_consistent(&env.store).await, 150);
+    assert_eq!(client.post(format!("{base}/api/v1/simulate?count=0")).send().await.unwrap().status().as_u16(), 400);
     running.shutdown().await;
 }

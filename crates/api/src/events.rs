@@ -112,8 +112,7 @@ pub(crate) async fn list_events(
     State(state): State<ApiState>,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<(HeaderMap, Json<EventPage>), Problem> {
-    let query = EventQuery::from_pairs(&pairs)
-        .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, e.to_string()).field(e.param()))?;
+    let query = parse_query(&pairs)?;
     let (from, to) = query.time_bounds();
     if let (Some(lo), Some(hi)) = (from, to)
         && lo > hi
@@ -127,6 +126,11 @@ pub(crate) async fn list_events(
     let selected = query.select(&candidates);
     let events = selected.events.into_iter().map(EventOut::from).collect();
     Ok(page(events, total, selected.next_cursor))
+}
+
+/// The query of `GET /events` and `GET /events.csv`, or a 400 naming the parameter.
+pub(crate) fn parse_query(pairs: &[(String, String)]) -> Result<EventQuery, Problem> {
+    EventQuery::from_pairs(pairs).map_err(|e| Problem::new(StatusCode::BAD_REQUEST, e.to_string()).field(e.param()))
 }
 
 fn page(events: Vec<EventOut>, total: usize, next_cursor: Option<String>) -> (HeaderMap, Json<EventPage>) {

@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 
 use axum::body::Body;
 use axum::extract::{Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use vigia_domain::{BLOCK_SPAN_MS, EventField, EventQuery, SortDirection, StoredEvent, Value};
 
@@ -43,8 +43,7 @@ pub(crate) async fn export(
     State(state): State<ApiState>,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Response, Problem> {
-    let mut query = EventQuery::from_pairs(&pairs)
-        .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, e.to_string()).field(e.param()))?;
+    let mut query = crate::events::parse_query(&pairs)?;
     let limited = pairs.iter().any(|(k, _)| k == "limit");
     if !limited {
         query.count = u64::MAX;

@@ -84,6 +84,13 @@ async fn joined(state: &ApiState, prefix: Option<&str>) -> Result<Vec<Sensor>, P
     Ok(rows.into_iter().filter(|(t, _)| under(t)).map(|(t, (row, meta))| sensor(t, row, meta)).collect())
 }
 
+/// One sensor by tag: its registry row and description, read by id.
+async fn one(state: &ApiState, tag: &str) -> Result<Option<Sensor>, Problem> {
+    let row = state.store.sensor(tag).await.map_err(crate::store_problem)?;
+    let meta = state.store.description(tag).await.map_err(crate::store_problem)?;
+    Ok((row.is_some() || meta.is_some()).then(|| sensor(tag.to_owned(), row, meta)))
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct SensorParams {
@@ -115,7 +122,7 @@ pub(crate) async fn sensor_by_tag(
     Path(tag): Path<String>,
 ) -> Result<Json<Sensor>, Problem> {
     let tag = parse_tag(&tag)?;
-    joined(&state, Some(tag.as_str())).await?.into_iter().find(|s| s.tag == tag.as_str()).map(Json).ok_or_else(|| {
+    one(&state, tag.as_str()).await?.map(Json).ok_or_else(|| {
         Problem::new(StatusCode::NOT_FOUND, format!("`{tag}` has no readings and no description yet")).field("tag")
     })
 }
@@ -221,12 +228,10 @@ async fn describe(
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let descriptions = state.store.descriptions().await.map_err(crate::store_problem)?;
-        let current = descriptions.iter().find(|x| x.tag == d.tag);
+        let current = state.store.description(d.tag.as_str()).await.map_err(crate::store_problem)?;
         let projected = if d.deleted { current.is_none() } else { current.is_some_and(|x| x.ts_ms >= d.ts_ms) };
         if projected {
-            let found = joined(state, Some(d.tag.as_str())).await?.into_iter().find(|s| s.tag == d.tag.as_str());
-            return Ok((StatusCode::OK, Json(found)));
+            return Ok((StatusCode::OK, Json(one(state, d.tag.as_str()).await?)));
         }
         if tokio::time::Instant::now() >= deadline {
             return Err(Problem::new(

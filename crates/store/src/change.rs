@@ -9,12 +9,12 @@
 
 use std::collections::BTreeMap;
 
-use surrealdb::types::{RecordId, Value as SValue};
+use surrealdb::types::RecordId;
 use vigia_domain::{BLOCK_SPAN_MS, Block, EventId, Ledger, Projection, Reading, RollupGrain, Status, StoredEvent};
 
-use crate::commit::{BEGIN, COMMIT, CounterIn, RollupIn, SensorIn, TrafficIn, key, settle};
+use crate::commit::{BEGIN, COMMIT, CounterIn, RollupIn, SensorIn, TrafficIn, settle};
 use crate::read::SensorStored;
-use crate::rows::{BlockRow, LastRow, ord};
+use crate::rows::{BlockRow, LastRow, ledger_guard, ord, rollup_id, traffic_id};
 use crate::{Store, StoreError};
 
 const DAY_MS: i64 = 86_400_000;
@@ -125,14 +125,7 @@ impl Store {
         let traffic: Vec<TrafficIn> = traffic
             .into_iter()
             .map(|((root, grain, bucket), (ok, errors))| TrafficIn {
-                id: RecordId::new(
-                    "traffic",
-                    key(vec![
-                        SValue::from_t(root.clone()),
-                        SValue::from_t(grain.as_str().to_owned()),
-                        SValue::from_t(bucket),
-                    ]),
-                ),
+                id: traffic_id(&root, grain.as_str(), bucket),
                 root,
                 grain: grain.as_str().to_owned(),
                 bucket,
@@ -147,14 +140,7 @@ impl Store {
         let (mut rollups, mut gone_rollups) = (Vec::new(), Vec::new());
         for grain in RollupGrain::ALL {
             let bucket = grain.floor(ts);
-            let id = RecordId::new(
-                "rollup",
-                key(vec![
-                    SValue::from_t(tag.to_owned()),
-                    SValue::from_t(grain.as_str().to_owned()),
-                    SValue::from_t(bucket),
-                ]),
-            );
+            let id = rollup_id(tag, grain.as_str(), bucket);
             match recomputed.get(&(tag.to_owned(), grain, bucket)) {
                 Some(r) => rollups.push(RollupIn {
                     id,
@@ -174,14 +160,14 @@ impl Store {
         let sensor_id = RecordId::new("sensor", tag);
         let counter_ids: Vec<RecordId> = counters.iter().map(|c| c.id.clone()).collect();
         let traffic_ids: Vec<RecordId> = traffic.iter().map(|t| t.id.clone()).collect();
-        let ranges: Vec<Vec<i64>> = next.ranges.iter().map(|(lo, hi)| vec![*lo as i64, *hi as i64]).collect();
         let sql = format!("{BEGIN}\n{APPLY}\n{COMMIT}");
+        let [guard_id, guard_expected, guard_ranges] = ledger_guard(stream, expected_version, next);
         let mut response = self
             .db
             .query(sql)
-            .bind(("ledger_id", RecordId::new("ledger", stream)))
-            .bind(("expected", expected_version as i64))
-            .bind(("ranges", ranges))
+            .bind(guard_id)
+            .bind(guard_expected)
+            .bind(guard_ranges)
             .bind(("old_block", old_block_id.expect("stored blocks have ids")))
             .bind(("new_block", new_block))
             .bind(("counters", counters))

@@ -4,7 +4,7 @@
 use surrealdb::types::{Array, QueryError, RecordId, SurrealValue, Value as SValue};
 use vigia_domain::{Ledger, Projection};
 
-use crate::rows::{BlockRow, LastRow};
+use crate::rows::{BlockRow, LastRow, ledger_guard, rollup_id, traffic_id};
 use crate::{Store, StoreError};
 
 #[derive(Debug, SurrealValue)]
@@ -118,7 +118,7 @@ const TRAFFIC: &str = "INSERT INTO traffic $traffic ON DUPLICATE KEY UPDATE
     ok += $input.ok, errors += $input.errors RETURN NONE;";
 pub(crate) const COMMIT: &str = "COMMIT TRANSACTION;";
 
-pub(crate) fn key(parts: Vec<SValue>) -> Array {
+fn key(parts: Vec<SValue>) -> Array {
     Array::from(parts)
 }
 
@@ -182,14 +182,7 @@ impl Store {
             .rollups
             .iter()
             .map(|((tag, grain, bucket), r)| RollupIn {
-                id: RecordId::new(
-                    "rollup",
-                    key(vec![
-                        SValue::from_t(tag.clone()),
-                        SValue::from_t(grain.as_str().to_owned()),
-                        SValue::from_t(*bucket),
-                    ]),
-                ),
+                id: rollup_id(tag, grain.as_str(), *bucket),
                 tag: tag.clone(),
                 grain: grain.as_str().to_owned(),
                 bucket: *bucket,
@@ -215,14 +208,7 @@ impl Store {
             .traffic
             .iter()
             .map(|((root, grain, bucket), c)| TrafficIn {
-                id: RecordId::new(
-                    "traffic",
-                    key(vec![
-                        SValue::from_t(root.clone()),
-                        SValue::from_t(grain.as_str().to_owned()),
-                        SValue::from_t(*bucket),
-                    ]),
-                ),
+                id: traffic_id(root, grain.as_str(), *bucket),
                 root: root.clone(),
                 grain: grain.as_str().to_owned(),
                 bucket: *bucket,
@@ -245,13 +231,13 @@ impl Store {
         }
         sql.push('\n');
         sql.push_str(COMMIT);
-        let ranges: Vec<Vec<i64>> = next.ranges.iter().map(|(lo, hi)| vec![*lo as i64, *hi as i64]).collect();
+        let [guard_id, guard_expected, guard_ranges] = ledger_guard(stream, expected_version, next);
         let mut response = self
             .db
             .query(sql)
-            .bind(("ledger_id", RecordId::new("ledger", stream)))
-            .bind(("expected", expected_version as i64))
-            .bind(("ranges", ranges))
+            .bind(guard_id)
+            .bind(guard_expected)
+            .bind(guard_ranges)
             .bind(("blocks", blocks))
             .bind(("events", events))
             .bind(("counters", counters))

@@ -44,6 +44,18 @@ impl Store {
         Ok(())
     }
 
+    /// One sensor's live metadata, if described.
+    pub async fn description(&self, tag: &str) -> Result<Option<SensorDescription>, StoreError> {
+        let row: Option<SensorMetaRow> = self
+            .db
+            .query("SELECT tag, description, ts, deleted FROM ONLY $id")
+            .bind(("id", RecordId::new("sensor_meta", tag)))
+            .await?
+            .check()?
+            .take(0)?;
+        Ok(row.filter(|r| !r.deleted).and_then(|r| r.description()))
+    }
+
     /// Every sensor's live (not deleted) metadata, by tag.
     pub async fn descriptions(&self) -> Result<Vec<SensorDescription>, StoreError> {
         let rows: Vec<SensorMetaRow> = self

@@ -49,6 +49,28 @@ pub(crate) struct SensorStored {
     pub(crate) last: LastRow,
 }
 
+// The same window twice: counted first, loaded only when under the cap.
+const COUNT_WINDOW: &str = "RETURN math::sum((SELECT VALUE array::len(seq) FROM block
+    WHERE ($from = NONE OR start >= $from) AND ($to = NONE OR start <= $to)
+    AND ($prefix = NONE OR string::starts_with(tag, $prefix))))";
+const SELECT_WINDOW: &str = "SELECT * FROM block
+    WHERE ($from = NONE OR start >= $from) AND ($to = NONE OR start <= $to)
+    AND ($prefix = NONE OR string::starts_with(tag, $prefix))";
+
+impl From<SensorStored> for SensorRow {
+    fn from(s: SensorStored) -> Self {
+        SensorRow {
+            tag: s.tag,
+            first_seen: s.first_seen,
+            last_seen: s.last_seen,
+            count: s.count,
+            last_value: s.last.value,
+            last_text: s.last.text,
+            last_status: s.last.status,
+        }
+    }
+}
+
 impl Store {
     /// Every counter, ordered by prefix.
     pub async fn counters(&self) -> Result<Vec<CounterRow>, StoreError> {
@@ -79,18 +101,7 @@ impl Store {
             .await?
             .check()?
             .take(0)?;
-        Ok(rows
-            .into_iter()
-            .map(|s| SensorRow {
-                tag: s.tag,
-                first_seen: s.first_seen,
-                last_seen: s.last_seen,
-                count: s.count,
-                last_value: s.last.value,
-                last_text: s.last.text,
-                last_status: s.last.status,
-            })
-            .collect())
+        Ok(rows.into_iter().map(SensorRow::from).collect())
     }
 
     /// The stored events of one tag, in log order.
@@ -116,15 +127,13 @@ impl Store {
         to: Option<i64>,
         cap: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        const WHERE: &str = "WHERE ($from = NONE OR start >= $from) AND ($to = NONE OR start <= $to)
-                 AND ($prefix = NONE OR string::starts_with(tag, $prefix))";
         let from_block = from.map(|f| f.div_euclid(BLOCK_SPAN_MS) * BLOCK_SPAN_MS);
         // Count first, without loading the columns, so an oversized request
         // is refused before it costs memory.
         let prefix = prefix.map(str::to_owned);
         let total: Option<i64> = self
             .db
-            .query(format!("RETURN math::sum((SELECT VALUE array::len(seq) FROM block {WHERE}))"))
+            .query(COUNT_WINDOW)
             .bind(("from", from_block))
             .bind(("to", to))
             .bind(("prefix", prefix.clone()))
@@ -137,7 +146,7 @@ impl Store {
         }
         let rows: Vec<BlockRow> = self
             .db
-            .query(format!("SELECT * FROM block {WHERE}"))
+            .query(SELECT_WINDOW)
             .bind(("from", from_block))
             .bind(("to", to))
             .bind(("prefix", prefix))
@@ -149,7 +158,14 @@ impl Store {
 
     /// One sensor of the registry.
     pub async fn sensor(&self, tag: &str) -> Result<Option<SensorRow>, StoreError> {
-        Ok(self.sensors().await?.into_iter().find(|s| s.tag == tag))
+        let row: Option<SensorStored> = self
+            .db
+            .query("SELECT tag, first_seen, last_seen, count, last FROM ONLY $id")
+            .bind(("id", surrealdb::types::RecordId::new("sensor", tag)))
+            .await?
+            .check()?
+            .take(0)?;
+        Ok(row.map(SensorRow::from))
     }
 
     /// Every stored event, in log order. A full scan: for checks and tests.

@@ -5,6 +5,34 @@ use std::collections::BTreeMap;
 use surrealdb::types::{Array, Bytes, RecordId, SurrealValue, Value as SValue};
 use vigia_domain::{Block, BlockExtra, EventId, Status, Value};
 
+/// `rollup:[tag, grain, bucket]`.
+pub(crate) fn rollup_id(tag: &str, grain: &str, bucket: i64) -> RecordId {
+    let key =
+        Array::from(vec![SValue::from_t(tag.to_owned()), SValue::from_t(grain.to_owned()), SValue::from_t(bucket)]);
+    RecordId::new("rollup", key)
+}
+
+/// `traffic:[root, grain, bucket]`.
+pub(crate) fn traffic_id(root: &str, grain: &str, bucket: i64) -> RecordId {
+    let key =
+        Array::from(vec![SValue::from_t(root.to_owned()), SValue::from_t(grain.to_owned()), SValue::from_t(bucket)]);
+    RecordId::new("traffic", key)
+}
+
+/// The bindings of the ledger guard that opens every projection transaction (`BEGIN`).
+pub(crate) fn ledger_guard(
+    stream: &str,
+    expected_version: u64,
+    next: &vigia_domain::Ledger,
+) -> [(&'static str, SValue); 3] {
+    let ranges: Vec<Vec<i64>> = next.ranges.iter().map(|(lo, hi)| vec![*lo as i64, *hi as i64]).collect();
+    [
+        ("ledger_id", SValue::from_t(RecordId::new("ledger", stream))),
+        ("expected", SValue::from_t(expected_version as i64)),
+        ("ranges", SValue::from_t(ranges)),
+    ]
+}
+
 /// Orders events of equal timestamp: sequence, then index.
 pub(crate) fn ord(id: EventId) -> i64 {
     id.seq as i64 * 1_000_000 + i64::from(id.idx)

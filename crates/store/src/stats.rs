@@ -3,9 +3,10 @@
 //! of averages over 2,000 sensors reads about 2,000 × (30 days + 48 hours)
 //! rollup records, whatever the number of events.
 
-use surrealdb::types::{Array, RecordId, SurrealValue, Value as SValue};
+use surrealdb::types::{RecordId, SurrealValue};
 
 use crate::read::{CounterRow, RollupRow};
+use crate::rows::rollup_id;
 use crate::{Store, StoreError};
 
 /// Events of one root in one minute or hour, by status.
@@ -19,12 +20,6 @@ pub struct TrafficRow {
 
 /// The most buckets one request may ask for, per tag.
 pub const MAX_BUCKETS: i64 = 20_000;
-
-fn rollup_id(tag: &str, grain: &str, bucket: i64) -> RecordId {
-    let key =
-        Array::from(vec![SValue::from_t(tag.to_owned()), SValue::from_t(grain.to_owned()), SValue::from_t(bucket)]);
-    RecordId::new("rollup", key)
-}
 
 /// Bucket starts of `grain_ms` covering `[from, to)`.
 fn buckets(grain_ms: i64, from: i64, to: i64) -> impl Iterator<Item = i64> {

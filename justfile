@@ -20,6 +20,10 @@ test:
 bench *ARGS:
     cargo bench -p vigia-benches {{ARGS}}
 
+# End-to-end harness on a private nats-server and temporary stores (e.g. just harness --batch 500); docs/performance.md
+harness *ARGS:
+    cargo run --release -- bench {{ARGS}}
+
 # Regenerate openapi/openapi.json from the code
 openapi:
     cargo run -- openapi --out openapi/openapi.json
@@ -40,3 +44,17 @@ replay INTO:
 # Check that counters, rollups and registry equal a scan of the stored events
 verify:
     cargo run --release -- verify
+
+# Three-node NATS JetStream cluster on loopback (nats/cluster/); Ctrl-C stops it
+cluster:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    trap 'kill 0' EXIT
+    for i in 1 2 3; do nats-server -c nats/cluster/n$i.conf & done
+    echo "cluster up; run Vigia with VIGIA_NATS__URL=nats://127.0.0.1:4231,nats://127.0.0.1:4232,nats://127.0.0.1:4233 VIGIA_NATS__REPLICAS=3"
+    wait
+
+# Property-based API testing with schemathesis against a fresh Vigia (docs/api-testing.md)
+schemathesis:
+    cargo build -p vigia
+    scripts/schemathesis.sh

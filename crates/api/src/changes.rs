@@ -11,6 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use vigia_domain::{ItemValue, READING_CORRECTED, READING_RETRACTED, ReadingChange, StoredEvent, Value};
 
 use crate::events::{EventOut, find_event};
+use crate::wire::EventIdPath;
 use crate::{ApiState, Problem};
 
 /// A corrected value and unit. Tag and timestamp are the reading's identity:
@@ -21,7 +22,7 @@ use crate::{ApiState, Problem};
 pub(crate) struct CorrectionIn {
     /// A number, a numeric string, a text, or null (an error reading).
     #[serde(default, alias = "valor")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = crate::wire::ReadingValue)]
     value: Option<serde_json::Value>,
     #[serde(default)]
     unit: Option<String>,
@@ -66,19 +67,23 @@ fn current(e: &StoredEvent) -> Option<ItemValue> {
 
 /// Correct a reading: replace its value and unit.
 #[utoipa::path(put, path = "/events/{id}", tag = "events",
-    params(("id" = String, Path, description = "`<sequence>-<index>`"), ChangeParams), request_body = CorrectionIn,
-    responses((status = 202, body = ChangeAccepted), (status = 200, description = "Applied (`?wait=true`)", body = ChangeAccepted),
-        (status = 400, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    params(EventIdPath, ChangeParams), request_body = CorrectionIn,
+    responses((status = 202, description = "In the log", body = ChangeAccepted),
+        (status = 200, description = "Applied (`?wait=true`)", body = ChangeAccepted),
+        (status = 400, description = "Not an event id, or a bad body or `wait`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No stored event has this id", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The event is timed past the year 9999 (stored before times were bounded)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The log did not confirm the change: nothing was written", body = Problem, content_type = "application/problem+json"),
+        (status = 504, description = "In the log, not applied within 10 s (`?wait=true`); it will be", body = Problem, content_type = "application/problem+json")))]
 pub(crate) async fn put_event(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    Path(EventIdPath { id }): Path<EventIdPath>,
     Query(p): Query<ChangeParams>,
     headers: HeaderMap,
-    body: Result<Json<CorrectionIn>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<serde_json::Map<String, serde_json::Value>>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<ChangeAccepted>), Problem> {
-    let Json(body) = body.map_err(|e| {
-        Problem::new(StatusCode::BAD_REQUEST, format!("{}: send {{\"value\", \"unit\"}}", e.body_text()))
-    })?;
+    let body: CorrectionIn = crate::wire::object_body(body)
+        .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, format!("{e}: send {{\"value\", \"unit\"}}")))?;
     let target = find_event(&state, &id).await?;
     let value = item(body.value)?;
     change(&state, &headers, p.wait, target, READING_CORRECTED, value, body.unit).await
@@ -86,12 +91,17 @@ pub(crate) async fn put_event(
 
 /// Correct part of a reading: only the fields given change.
 #[utoipa::path(patch, path = "/events/{id}", tag = "events",
-    params(("id" = String, Path, description = "`<sequence>-<index>`"), ChangeParams), request_body = CorrectionIn,
-    responses((status = 202, body = ChangeAccepted), (status = 200, description = "Applied (`?wait=true`)", body = ChangeAccepted),
-        (status = 400, body = Problem, content_type = "application/problem+json"), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    params(EventIdPath, ChangeParams), request_body = CorrectionIn,
+    responses((status = 202, description = "In the log", body = ChangeAccepted),
+        (status = 200, description = "Applied (`?wait=true`)", body = ChangeAccepted),
+        (status = 400, description = "Not an event id, or a bad body or `wait`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No stored event has this id", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The event is timed past the year 9999 (stored before times were bounded)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The log did not confirm the change: nothing was written", body = Problem, content_type = "application/problem+json"),
+        (status = 504, description = "In the log, not applied within 10 s (`?wait=true`); it will be", body = Problem, content_type = "application/problem+json")))]
 pub(crate) async fn patch_event(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    Path(EventIdPath { id }): Path<EventIdPath>,
     Query(p): Query<ChangeParams>,
     headers: HeaderMap,
     body: Result<Json<serde_json::Map<String, serde_json::Value>>, axum::extract::rejection::JsonRejection>,
@@ -119,12 +129,17 @@ pub(crate) async fn patch_event(
 
 /// Retract a reading: it leaves every projection; the log keeps both.
 #[utoipa::path(delete, path = "/events/{id}", tag = "events",
-    params(("id" = String, Path, description = "`<sequence>-<index>`"), ChangeParams),
-    responses((status = 202, body = ChangeAccepted), (status = 200, description = "Applied (`?wait=true`)", body = ChangeAccepted),
-        (status = 404, body = Problem, content_type = "application/problem+json")))]
+    params(EventIdPath, ChangeParams),
+    responses((status = 202, description = "In the log", body = ChangeAccepted),
+        (status = 200, description = "Applied (`?wait=true`)", body = ChangeAccepted),
+        (status = 400, description = "Not an event id, or a bad body or `wait`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No stored event has this id", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The event is timed past the year 9999 (stored before times were bounded)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The log did not confirm the change: nothing was written", body = Problem, content_type = "application/problem+json"),
+        (status = 504, description = "In the log, not applied within 10 s (`?wait=true`); it will be", body = Problem, content_type = "application/problem+json")))]
 pub(crate) async fn delete_event(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    Path(EventIdPath { id }): Path<EventIdPath>,
     Query(p): Query<ChangeParams>,
     headers: HeaderMap,
 ) -> Result<(StatusCode, Json<ChangeAccepted>), Problem> {
@@ -141,6 +156,14 @@ async fn change(
     value: Option<ItemValue>,
     unit: Option<String>,
 ) -> Result<(StatusCode, Json<ChangeAccepted>), Problem> {
+    if target.reading.ts_ms > crate::wire::LAST_MS {
+        // Stored before times were bounded; the persister's day arithmetic has no room for it.
+        return Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("event {} is timed past the year 9999 and cannot be changed", target.id),
+        )
+        .field("id"));
+    }
     let body = ReadingChange { v: 1, target: target.id, ts: target.reading.ts_ms, value, unit };
     let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).filter(|k| !k.is_empty() && k.len() <= 200);
     let mut h = vigia_bus::HeaderMap::new();

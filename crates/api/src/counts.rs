@@ -5,16 +5,17 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
-use vigia_domain::TagPattern;
 
 use crate::{ApiState, Problem};
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct CountParams {
-    /// Start from this prefix (`brasil`, `brasil.sudeste`); every root when absent.
+    /// Start from this prefix (`brasil`, `brasil.sudeste`); every root when empty or absent.
+    #[param(value_type = Option<crate::wire::PrefixParam>, inline)]
     prefix: Option<String>,
-    /// Levels below the prefix (or below the roots) to include, 0 to 8. Default 2.
+    /// Levels below the prefix (or below the roots) to include. Default 2.
+    #[param(minimum = 0, maximum = 8)]
     depth: Option<u32>,
 }
 
@@ -47,7 +48,8 @@ pub(crate) struct Counts {
         (status = 200, description = "The counter tree", body = Counts,
             example = json!({"total": 1000, "nodes": [{"prefix": "brasil", "total": 1000, "ok": 990, "errors": 10,
                 "children": [{"prefix": "brasil.sudeste", "total": 700, "ok": 695, "errors": 5, "children": []}]}]})),
-        (status = 400, description = "Bad prefix or depth", body = Problem, content_type = "application/problem+json")
+        (status = 400, description = "Bad prefix or depth", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store did not answer", body = Problem, content_type = "application/problem+json")
     )
 )]
 pub(crate) async fn counts(
@@ -58,22 +60,7 @@ pub(crate) async fn counts(
     if depth > 8 {
         return Err(Problem::new(StatusCode::BAD_REQUEST, "depth is 0 to 8 levels below the prefix").field("depth"));
     }
-    let prefix = match params.prefix.as_deref().map(str::trim).filter(|p| !p.is_empty()) {
-        None => None,
-        Some(p) => {
-            // A prefix is a tag of 1 to 8 tokens; reuse the pattern grammar for the token rules.
-            TagPattern::parse(p).ok().filter(|_| !p.contains(['*', '>'])).ok_or_else(|| {
-                Problem::new(
-                    StatusCode::BAD_REQUEST,
-                    format!(
-                        "`{p}` is not a tag prefix: use tokens of [A-Za-z0-9_-] separated by dots, e.g. brasil.sudeste"
-                    ),
-                )
-                .field("prefix")
-            })?;
-            Some(p.to_owned())
-        }
-    };
+    let prefix = crate::wire::prefix("prefix", params.prefix.as_deref())?;
     let base = prefix.as_deref().map_or(0, |p| p.split('.').count() as i64);
     let max_depth = base.max(1) + i64::from(depth);
     let rows = state.store.counters_under(prefix.as_deref(), max_depth).await.map_err(crate::store_problem)?;

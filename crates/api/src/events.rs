@@ -8,23 +8,24 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use serde::Serialize;
-use utoipa::ToSchema;
-use vigia_domain::{EventId, EventQuery, StoredEvent, Value, decode_message};
+use utoipa::{IntoParams, ToSchema};
+use vigia_domain::{EventId, EventQuery, QueryError, StoredEvent, Value, decode_message};
 
+use crate::wire::EventIdPath;
 use crate::{ApiState, Problem};
 
 /// A stored event.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct EventOut {
-    /// `<stream sequence>-<index in the message>`.
+    #[schema(schema_with = crate::wire::event_id_schema)]
     id: String,
     tag: String,
-    /// A number, a text, or null when the reading had no value.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = crate::wire::ReadingValue)]
     value: serde_json::Value,
     #[serde(skip_serializing_if = "Option::is_none")]
     unit: Option<String>,
-    /// `ok` or `error`.
+    /// `ok`, or `error` when the reading could not be used (see `reason`).
+    #[schema(schema_with = crate::wire::event_status_schema)]
     status: &'static str,
     /// Why the event is an error.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -91,21 +92,14 @@ pub(crate) struct EventPage {
     get,
     path = "/events",
     tag = "events",
-    params(
-        ("tag" = Option<String>, Query, description = "e.g. `eq:brasil.sudeste.*`, `like:brasil.%.sensor0_`"),
-        ("value" = Option<String>, Query, description = "e.g. `gt:50`, `eq:open`"),
-        ("status" = Option<String>, Query, description = "`eq:ok` or `eq:error`"),
-        ("unit" = Option<String>, Query, description = "e.g. `eq:kWh`"),
-        ("timestamp" = Option<String>, Query, description = "e.g. `gte:2026-11-23T00:00:00Z`; repeat for a range"),
-        ("sort" = Option<String>, Query, description = "e.g. `timestamp:desc,value:asc`"),
-        ("limit" = Option<String>, Query, description = "`offset,count` or `count`, e.g. `0,100`"),
-        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page")
-    ),
+    params(EventQueryParams),
     responses(
         (status = 200, description = "One page", body = EventPage,
             headers(("X-Total-Count" = usize, description = "Events matching the filters"))),
         (status = 400, description = "Unknown field, operator or bad value", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Too many events to scan: narrow by tag or time", body = Problem, content_type = "application/problem+json")
+        (status = 422, description = "Too many events to scan (narrow by tag or time), or a cursor not issued for this query",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store did not answer", body = Problem, content_type = "application/problem+json")
     )
 )]
 pub(crate) async fn list_events(
@@ -128,9 +122,57 @@ pub(crate) async fn list_events(
     Ok(page(events, total, selected.next_cursor))
 }
 
-/// The query of `GET /events` and `GET /events.csv`, or a 400 naming the parameter.
+/// The query parameters of `GET /events` and `GET /events.csv`. The handlers
+/// read the query as pairs (filters repeat) and `EventQuery` parses them;
+/// this struct only documents the grammar, one pattern per parameter.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[expect(dead_code, reason = "documents the query that the handlers read as pairs")]
+pub(crate) struct EventQueryParams {
+    /// `[op:]tag-or-pattern` with op `eq` (default) or `neq` and a NATS pattern
+    /// (`brasil.sudeste.*`, `brasil.>`), `like:` a LIKE pattern (`brasil.%.sensor0_`),
+    /// or `lt`/`gt`/`lte`/`gte:` text compared with the tag.
+    #[param(value_type = Option<crate::wire::FilterTagParam>, inline)]
+    tag: Option<String>,
+    /// `[op:]value`: `eq`/`neq` with a number or a text (`eq:open`), `like:` a LIKE pattern,
+    /// `lt`/`gt`/`lte`/`gte:` a number (`gt:50`).
+    #[param(value_type = Option<crate::wire::FilterValueParam>, inline)]
+    value: Option<String>,
+    /// `[eq:|neq:]ok` or `[eq:|neq:]error`.
+    #[param(value_type = Option<crate::wire::FilterStatusParam>, inline)]
+    status: Option<String>,
+    /// `[op:]unit`: `eq`/`neq` with a text (`eq:kWh`; `eq:` for none) or `like:` a LIKE pattern.
+    #[param(value_type = Option<crate::wire::FilterUnitParam>, inline)]
+    unit: Option<String>,
+    /// `[op:]time` with op `eq`, `neq`, `lt`, `gt`, `lte` or `gte` (`gte:2026-11-23T00:00:00Z`);
+    /// repeat for a range.
+    #[param(value_type = Option<crate::wire::FilterTimestampParam>, inline)]
+    timestamp: Option<String>,
+    /// `field[:asc|:desc]`, comma-separated, each field once; default `timestamp:desc`.
+    #[param(value_type = Option<crate::wire::SortParam>, inline)]
+    sort: Option<String>,
+    /// `count` (1 to 10,000) or `offset,count` (offset up to 100,000), e.g. `0,100`.
+    #[param(value_type = Option<crate::wire::LimitParam>, inline)]
+    limit: Option<String>,
+    /// `next_cursor` of the previous page, unchanged, with the same `sort`; no offset in `limit`.
+    #[param(value_type = Option<crate::wire::CursorParam>, inline)]
+    cursor: Option<String>,
+}
+
+/// The query of `GET /events` and `GET /events.csv`, or a problem naming the
+/// parameter: 400 for a query that does not fit the grammar, 422 for a cursor
+/// this query cannot follow (the grammar cannot tell a cursor that was issued
+/// for this query from one that was not).
 pub(crate) fn parse_query(pairs: &[(String, String)]) -> Result<EventQuery, Problem> {
-    EventQuery::from_pairs(pairs).map_err(|e| Problem::new(StatusCode::BAD_REQUEST, e.to_string()).field(e.param()))
+    EventQuery::from_pairs(pairs).map_err(|e| {
+        let status = match e {
+            QueryError::BadCursor { .. }
+            | QueryError::CursorSortMismatch { .. }
+            | QueryError::CursorWithOffset { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        Problem::new(status, e.to_string()).field(e.param())
+    })
 }
 
 fn page(events: Vec<EventOut>, total: usize, next_cursor: Option<String>) -> (HeaderMap, Json<EventPage>) {
@@ -147,16 +189,17 @@ fn page(events: Vec<EventOut>, total: usize, next_cursor: Option<String>) -> (He
     get,
     path = "/events/{id}",
     tag = "events",
-    params(("id" = String, Path, description = "`<sequence>-<index>`", example = "42-0")),
+    params(EventIdPath),
     responses(
         (status = 200, body = EventOut),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json")
+        (status = 400, description = "Not an event id", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No stored event has this id", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The log or the store did not answer", body = Problem, content_type = "application/problem+json")
     )
 )]
 pub(crate) async fn get_event(
     State(state): State<ApiState>,
-    Path(id): Path<String>,
+    Path(EventIdPath { id }): Path<EventIdPath>,
 ) -> Result<Json<EventOut>, Problem> {
     let event = find_event(&state, &id).await?;
     Ok(Json((&event).into()))
@@ -164,8 +207,11 @@ pub(crate) async fn get_event(
 
 /// The stored event with `id`: the log says its tag and time, the store its current state.
 pub(crate) async fn find_event(state: &ApiState, id: &str) -> Result<StoredEvent, Problem> {
-    let id: EventId = id.parse().map_err(|e: String| Problem::new(StatusCode::BAD_REQUEST, e).field("id"))?;
     let not_found = || Problem::new(StatusCode::NOT_FOUND, format!("no stored event has id {id}")).field("id");
+    // Numbers too large for a sequence or an index fit the grammar but name no event.
+    let id: EventId = crate::wire::event_id(id)
+        .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, e).field("id"))?
+        .ok_or_else(not_found)?;
     let message = state.bus.readings_message(id.seq).await.map_err(|_| not_found())?;
     let readings = decode_message(
         &message.subject,

@@ -1,11 +1,9 @@
 //! `GET /api/v1/events.csv`: the same query as `GET /events`, as CSV.
 //!
-//! Sorted by time (the default), the export walks the time range one hour
-//! block at a time and streams each hour out before reading the next, so
-//! memory stays bounded by one hour of matching events whatever the total.
+//! Sorted by time (the default), the export walks the time range a window
+//! of hour blocks at a time and streams each window out before reading the
+//! next, so memory stays bounded by one window of events whatever the total.
 //! Any other sort needs every match at once and is capped like a query.
-
-use std::collections::VecDeque;
 
 use axum::body::Body;
 use axum::extract::{Query, State};
@@ -19,24 +17,20 @@ const HEADER: &str = "id,tag,timestamp,time,value,unit,status,reason\n";
 
 /// Export stored events as CSV.
 ///
-/// Takes the filters and `sort` of `GET /events`. Without `limit` every match
-/// is exported; with `limit=offset,count` that page.
+/// Takes the query of `GET /events`. Without `limit` every match is
+/// exported; with `limit=offset,count` that page. Sorted by `timestamp`
+/// alone (the default), the export streams in bounded memory.
 #[utoipa::path(
     get,
     path = "/events.csv",
     tag = "events",
-    params(
-        ("tag" = Option<String>, Query, description = "as in GET /events"),
-        ("value" = Option<String>, Query, description = "as in GET /events"),
-        ("status" = Option<String>, Query, description = "as in GET /events"),
-        ("timestamp" = Option<String>, Query, description = "as in GET /events"),
-        ("sort" = Option<String>, Query, description = "`timestamp:desc` (default) or `timestamp:asc` stream in bounded memory"),
-        ("limit" = Option<String>, Query, description = "`offset,count`; every match when absent")
-    ),
+    params(crate::events::EventQueryParams),
     responses(
         (status = 200, description = "CSV: id,tag,timestamp,time,value,unit,status,reason", content_type = "text/csv", body = String),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json")
+        (status = 400, description = "Unknown field, operator or bad value", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Too many events to sort (narrow by tag or time), or a cursor not issued for this query",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store did not answer", body = Problem, content_type = "application/problem+json")
     )
 )]
 pub(crate) async fn export(
@@ -84,61 +78,106 @@ fn csv_response(body: Body) -> Response {
         .into_response()
 }
 
-/// The hour blocks to walk: the query's time bounds, else what the registry has seen.
+/// The hour blocks to walk: the query's time bounds within what the registry
+/// has seen (no event lies outside it, and a bound such as `lte:1e99` must
+/// not become trillions of empty hours).
 async fn range(state: &ApiState, query: &EventQuery) -> Result<Option<(i64, i64)>, Problem> {
     let (from, to) = query.time_bounds();
-    let (mut lo, mut hi) = (from, to);
-    if lo.is_none() || hi.is_none() {
-        let sensors = state.store.sensors().await.map_err(crate::store_problem)?;
-        lo = lo.or_else(|| sensors.iter().map(|s| s.first_seen).min());
-        hi = hi.or_else(|| sensors.iter().map(|s| s.last_seen).max());
-    }
+    let sensors = state.store.sensors().await.map_err(crate::store_problem)?;
+    let seen_lo = sensors.iter().map(|s| s.first_seen).min();
+    let seen_hi = sensors.iter().map(|s| s.last_seen).max();
+    let lo = match (from, seen_lo) {
+        (Some(f), Some(s)) => Some(f.max(s)),
+        (f, s) => f.or(s),
+    };
+    let hi = match (to, seen_hi) {
+        (Some(t), Some(s)) => Some(t.min(s)),
+        (t, s) => t.or(s),
+    };
     Ok(match (lo, hi) {
         (Some(lo), Some(hi)) if lo <= hi => Some((lo.div_euclid(BLOCK_SPAN_MS), hi.div_euclid(BLOCK_SPAN_MS))),
         _ => None,
     })
 }
 
-/// Streams the header, then each hour's matching events in query order.
+/// Events one window may hold; a fuller window is split, down to one hour.
+const WINDOW_CAP: usize = 20_000;
+/// The widest window, in hours (about 120 years).
+const MAX_WINDOW_HOURS: i64 = 1 << 20;
+
+/// Streams the header, then the matching events window by window in query
+/// order. A window starts at one hour, doubles while it finds little (so
+/// empty years cost a few reads, not one per hour) and halves when it holds
+/// more than [`WINDOW_CAP`] events; a single hour is always read whole. Memory
+/// stays bounded by one window, however long the range.
 fn hourly(
     state: ApiState,
     query: EventQuery,
     lo: i64,
     hi: i64,
 ) -> impl futures::Stream<Item = Result<String, std::io::Error>> {
-    let hours: VecDeque<i64> = match query.sort[0].direction {
-        SortDirection::Asc => (lo..=hi).collect(),
-        SortDirection::Desc => (lo..=hi).rev().collect(),
-    };
-    let start = (state, query, hours, true);
-    futures::stream::unfold(start, |(state, query, mut hours, first)| async move {
-        if first {
-            return Some((Ok(HEADER.to_owned()), (state, query, hours, false)));
+    let asc = query.sort[0].direction == SortDirection::Asc;
+    let start = Walk { state, query, lo, hi, hours: 1, header: true };
+    futures::stream::unfold(start, move |mut walk| async move {
+        if walk.header {
+            walk.header = false;
+            return Some((Ok(HEADER.to_owned()), walk));
         }
         loop {
-            let hour = hours.pop_front()?;
-            let start = hour * BLOCK_SPAN_MS;
-            let prefix = query.tag_prefix();
-            let events = match state.store.events_window(prefix.as_deref(), Some(start), Some(start), usize::MAX).await
-            {
+            if walk.lo > walk.hi {
+                return None;
+            }
+            let span = walk.hours.min(walk.hi - walk.lo + 1);
+            let (first, last) = if asc { (walk.lo, walk.lo + span - 1) } else { (walk.hi - span + 1, walk.hi) };
+            let cap = if span == 1 { usize::MAX } else { WINDOW_CAP };
+            let prefix = walk.query.tag_prefix();
+            let read = walk
+                .state
+                .store
+                .events_window(prefix.as_deref(), Some(first * BLOCK_SPAN_MS), Some(last * BLOCK_SPAN_MS), cap)
+                .await;
+            let events = match read {
                 Ok(events) => events,
+                Err(vigia_store::StoreError::TooMany { .. }) => {
+                    walk.hours = (span / 2).max(1);
+                    continue;
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "CSV export cut short by the store.");
-                    return Some((Err(std::io::Error::other(e.to_string())), (state, query, VecDeque::new(), false)));
+                    (walk.lo, walk.hi) = (1, 0); // Nothing more after an error.
+                    return Some((Err(std::io::Error::other(e.to_string())), walk));
                 }
             };
-            let mut hits: Vec<&StoredEvent> = events.iter().filter(|e| query.matches(e)).collect();
+            if asc {
+                walk.lo = last + 1;
+            } else {
+                walk.hi = first - 1;
+            }
+            let mut hits: Vec<&StoredEvent> = events.iter().filter(|e| walk.query.matches(e)).collect();
+            if events.len() < WINDOW_CAP / 4 {
+                walk.hours = (span * 2).min(MAX_WINDOW_HOURS);
+            }
             if hits.is_empty() {
                 continue;
             }
-            hits.sort_unstable_by(|a, b| query.compare(a, b));
+            hits.sort_unstable_by(|a, b| walk.query.compare(a, b));
             let mut out = String::new();
             for e in hits {
                 row(&mut out, e);
             }
-            return Some((Ok(out), (state, query, hours, false)));
+            return Some((Ok(out), walk));
         }
     })
+}
+
+/// Where the export's walk stands: the hours left, `lo..=hi`, and the next window's width.
+struct Walk {
+    state: ApiState,
+    query: EventQuery,
+    lo: i64,
+    hi: i64,
+    hours: i64,
+    header: bool,
 }
 
 fn row(out: &mut String, e: &StoredEvent) {

@@ -33,8 +33,10 @@ const LISTED: usize = 1000;
 #[into_params(parameter_in = Query)]
 pub(crate) struct ImportParams {
     /// Tag prefix for `equipmentId` files (`plant1.area3` makes `plant1.area3.EQ-12495`); with
-    /// `tag` files, rows outside it are rejected. `prefix` is accepted as a synonym.
+    /// `tag` files, rows outside it are rejected. Its first token is one of the configured roots.
+    /// `prefix` is accepted as a synonym. Empty or absent: none.
     #[serde(alias = "prefix")]
+    #[param(value_type = Option<crate::wire::ImportRootParam>, inline)]
     root: Option<String>,
     /// Answer once the persister has stored every accepted row.
     #[serde(default)]
@@ -63,22 +65,43 @@ pub(crate) struct ImportReport {
     stored: bool,
 }
 
+/// A CSV file whose header is `tag,timestamp,value[,unit]`.
+#[derive(Debug)]
+struct CsvFile;
+
+impl utoipa::PartialSchema for CsvFile {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some(r"^tag,timestamp,value(?:,unit)?(?:\r?\n|$)"))
+            .into()
+    }
+}
+
+impl ToSchema for CsvFile {}
+
 /// Import readings from CSV.
 ///
 /// Send the file as the body (`text/csv`) or as the first file of a
 /// `multipart/form-data` upload. Header `tag,timestamp,value` or
-/// `equipmentId,timestamp,value` (with `root`), optionally `unit`, any order.
+/// `equipmentId,timestamp,value` (with `root`), optionally `unit`, in any
+/// order and any case; the schema states the canonical `tag` header only,
+/// because it cannot tie an `equipmentId` column to the `root` parameter.
+/// Rows that cannot be stored are listed in the report; only a bad header,
+/// `root` or body refuses the whole file.
 #[utoipa::path(
     post,
     path = "/events/import",
     tag = "events",
     params(ImportParams),
-    request_body(content = String, content_type = "text/csv",
-        example = "equipmentId,timestamp,value\nEQ-12495,2023-02-15T01:30:00.000-05:00,78.42\n"),
+    request_body(content = inline(CsvFile), content_type = "text/csv",
+        example = "tag,timestamp,value\nbrasil.sudeste.sensor01,2023-02-15T01:30:00.000-05:00,78.42\n"),
     responses(
         (status = 200, description = "The report", body = ImportReport),
         (status = 400, description = "Bad header, root or encoding", body = Problem, content_type = "application/problem+json"),
-        (status = 503, body = Problem, content_type = "application/problem+json")
+        (status = 413, description = "Over 4 GiB", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The log stopped confirming publishes; upload the file again", body = Problem, content_type = "application/problem+json"),
+        (status = 504, description = "In the log, not stored within 10 s (`?wait=true`); it will be", body = Problem, content_type = "application/problem+json")
     )
 )]
 pub(crate) async fn import(
@@ -86,7 +109,7 @@ pub(crate) async fn import(
     Query(params): Query<ImportParams>,
     request: Request,
 ) -> Result<Json<ImportReport>, Problem> {
-    let root = params.root.as_deref().map(str::trim).filter(|r| !r.is_empty()).map(str::to_owned);
+    let root = import_root(&state.roots, params.root)?;
     let (chunk_tx, chunk_rx) = mpsc::channel::<std::io::Result<Bytes>>(8);
     let (row_tx, mut row_rx) = mpsc::channel::<Parsed>(4096);
     let parser = tokio::task::spawn_blocking(move || parse(ChunkReader::new(chunk_rx), root.as_deref(), &row_tx));
@@ -105,6 +128,32 @@ pub(crate) async fn import(
                     report.rejected += 1;
                     if report.errors.len() < LISTED {
                         report.errors.push(rejected);
+                    }
+                    continue;
+                }
+                Parsed::Row(row) if !state.roots.iter().any(|r| r == row.tag.root()) => {
+                    report.rejected += 1;
+                    if report.errors.len() < LISTED {
+                        report.errors.push(Rejected {
+                            line: row.line,
+                            column: Some("tag"),
+                            reason: format!(
+                                "`{}` is outside the configured roots ({})",
+                                row.tag,
+                                state.roots.join(", ")
+                            ),
+                        });
+                    }
+                    continue;
+                }
+                Parsed::Row(row) if row.ts_ms > crate::wire::LAST_MS => {
+                    report.rejected += 1;
+                    if report.errors.len() < LISTED {
+                        report.errors.push(Rejected {
+                            line: row.line,
+                            column: Some("timestamp"),
+                            reason: "the time is past the year 9999".into(),
+                        });
                     }
                     continue;
                 }
@@ -139,6 +188,26 @@ pub(crate) async fn import(
         report.stored = true;
     }
     Ok(Json(report))
+}
+
+/// The `root` parameter: empty is none; otherwise its first token must be a
+/// configured root (the domain checks the rest once the header is read).
+pub(crate) fn import_root(roots: &[String], root: Option<String>) -> Result<Option<String>, Problem> {
+    let Some(r) = root.filter(|r| !r.is_empty()) else { return Ok(None) };
+    if !r.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)) {
+        return Err(bad(format!(
+            "`{r}` is not a tag prefix: use tokens of [A-Za-z0-9_-] separated by dots, e.g. plant1.area3"
+        ))
+        .field("root"));
+    }
+    if !roots.iter().any(|known| Some(known.as_str()) == r.split('.').next()) {
+        return Err(bad(format!(
+            "`{r}` is outside the configured roots ({}): start `root` with one of them",
+            roots.join(", ")
+        ))
+        .field("root"));
+    }
+    Ok(Some(r))
 }
 
 /// Readings already in the store, by tag and hour, so that a file uploaded

@@ -30,15 +30,15 @@ const WAIT_LIMIT: Duration = Duration::from_secs(10);
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"tag": "brasil.sudeste.sensor01", "value": 42.5, "timestamp": "2026-11-23T10:00:00Z", "unit": "C"}))]
 pub(crate) struct ReadingIn {
-    /// The sensor's tag: 2 to 8 dot-separated tokens of `[A-Za-z0-9_-]`.
+    #[schema(schema_with = crate::wire::reading_tag_schema)]
     pub tag: String,
     /// A number, a numeric string, a text, or null/absent (stored with status `error`).
     #[serde(default, alias = "valor")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = crate::wire::ReadingValue)]
     pub value: Option<Json_>,
     /// Unix milliseconds, unix seconds or RFC 3339 with an offset; the broker's time when absent.
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = crate::wire::TimeIn)]
     pub timestamp: Option<Json_>,
     #[serde(default)]
     pub unit: Option<String>,
@@ -75,18 +75,24 @@ pub(crate) struct Accepted {
 }
 
 /// Record readings: one object or an array of up to 10,000.
+///
+/// A reading's tag must start with one of the server's configured roots; the
+/// document this server serves at `/openapi.json` states them in the `tag` pattern.
+/// `valor` is accepted as a synonym of `value` for older devices.
 #[utoipa::path(
     post,
     path = "/events",
     tag = "events",
-    params(IngestParams, ("Idempotency-Key" = Option<String>, Header, description = "Retry-safe key: a request repeated with the same key is stored once")),
-    request_body(content = Vec<ReadingIn>, description = "One reading or an array of readings",
+    params(IngestParams, ("Idempotency-Key" = Option<String>, Header,
+        description = "Retry-safe key of 1 to 200 visible ASCII characters: a request repeated with the same key is stored once",
+        pattern = r"^[!-~](?:[\t -~]{0,198}[!-~])?$")),
+    request_body(content = crate::wire::ReadingsIn, description = "One reading, or an array of 1 to 10,000",
         example = json!([{"tag": "brasil.sudeste.sensor01", "value": 42.5, "timestamp": 1700000000000i64},
-                         {"tag": "brasil.sul.sensor07", "valor": "17,5"}])),
+                         {"tag": "brasil.sul.sensor07", "value": "17,5"}])),
     responses(
         (status = 201, description = "Stored (with `?wait=true`)", body = Accepted),
         (status = 202, description = "In the log; the persister will store it", body = Accepted),
-        (status = 400, description = "A reading is invalid", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "A reading is invalid, or the array is empty", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Over 10,000 readings or 8 MiB", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The log did not confirm the publish", body = Problem, content_type = "application/problem+json"),
         (status = 504, description = "In the log, but not stored within 10 s", body = Problem, content_type = "application/problem+json")
@@ -186,6 +192,9 @@ fn parse_body(body: &[u8]) -> Result<Vec<ReadingIn>, Problem> {
         .into_iter()
         .enumerate()
         .map(|(i, item)| {
+            if !item.is_object() {
+                return Err(at(bad("a reading is an object: {\"tag\", \"value\", \"timestamp\", \"unit\", \"meta\"}".into()), i));
+            }
             serde_json::from_value(item).map_err(|e| {
                 at(
                     bad(format!(
@@ -207,7 +216,7 @@ fn at(mut p: Problem, i: usize) -> Problem {
     p
 }
 
-fn validate(r: ReadingIn, roots: &[String]) -> Result<(Tag, BatchItem), Problem> {
+pub(crate) fn validate(r: ReadingIn, roots: &[String]) -> Result<(Tag, BatchItem), Problem> {
     let bad = |field: &str, detail: String| Problem::new(StatusCode::BAD_REQUEST, detail).field(field);
     let tag = Tag::parse(&r.tag).map_err(|e| {
         bad("tag", format!("{e}: a tag is 2 to 8 dot-separated tokens of [A-Za-z0-9_-], e.g. brasil.sudeste.sensor01"))
@@ -224,12 +233,28 @@ fn validate(r: ReadingIn, roots: &[String]) -> Result<(Tag, BatchItem), Problem>
     }
     let ts = match r.timestamp {
         None | Some(Json_::Null) => None,
-        Some(Json_::Number(n)) => Some(parse_timestamp(&n.to_string()).map_err(|e| bad("timestamp", e))?),
+        Some(Json_::Number(n)) => {
+            // JSON numbers past 2^53 lose digits on the way; the document says to send those as text.
+            if !n.as_f64().is_some_and(|v| (0.0..=crate::wire::MAX_NUMERIC_TIME as f64).contains(&v)) {
+                return Err(bad(
+                    "timestamp",
+                    format!(
+                        "{n} is not a numeric time from 0 to {}: send unix seconds or milliseconds, \
+                         or larger values (nanoseconds) as a string",
+                        crate::wire::MAX_NUMERIC_TIME
+                    ),
+                ));
+            }
+            Some(parse_timestamp(&n.to_string()).map_err(|e| bad("timestamp", e))?)
+        }
         Some(Json_::String(s)) => Some(parse_timestamp(&s).map_err(|e| bad("timestamp", e))?),
         Some(_) => {
             return Err(bad("timestamp", "use unix milliseconds, unix seconds or RFC 3339 with an offset".into()));
         }
     };
+    if ts.is_some_and(|ms| ms > crate::wire::LAST_MS) {
+        return Err(bad("timestamp", "the time is past the year 9999".into()));
+    }
     let value = match r.value {
         None | Some(Json_::Null) => None,
         Some(Json_::Number(n)) => n.as_f64().map(ItemValue::Number),

@@ -9,6 +9,8 @@ mod alerts;
 mod auth;
 mod changes;
 mod counts;
+mod dashboard;
+mod dead;
 mod events;
 mod export;
 mod generate;
@@ -20,9 +22,10 @@ mod metrics;
 mod problem;
 mod rules;
 mod sensors;
+mod server;
 mod stats;
+mod wire;
 
-use std::future::Future;
 use std::time::Instant;
 
 use axum::Router;
@@ -38,6 +41,7 @@ use vigia_store::Store;
 pub use auth::{Auth, Scope, Token, hash_token};
 pub use metrics::{PERSISTER, PersisterStats};
 pub use problem::Problem;
+pub use server::{Limits, serve};
 
 /// The largest request body accepted (10,000 readings fit comfortably).
 pub const MAX_BODY: usize = 8 * 1024 * 1024;
@@ -83,7 +87,7 @@ pub(crate) fn store_problem(e: vigia_store::StoreError) -> Problem {
         (name = "aggregates", description = "Counts, averages, series, rate and mode from the projections"),
         (name = "sensors", description = "The sensor registry"),
         (name = "alerts", description = "Alerts raised by the rules"),
-        (name = "operations", description = "Health and metrics")
+        (name = "operations", description = "Health, metrics and dead letters")
     )
 )]
 struct ApiDoc;
@@ -131,11 +135,12 @@ fn v1_router() -> OpenApiRouter<ApiState> {
         .routes(routes!(alerts::alerts))
         .routes(routes!(alerts::ack))
         .routes(routes!(rules::get_rules, rules::put_rules))
+        .routes(routes!(dead::dead_letters))
         // Route layers run inside the app-wide limit and override it.
         .merge(OpenApiRouter::new().routes(routes!(import::import)).layer(DefaultBodyLimit::max(import::MAX_IMPORT)))
 }
 
-/// `/api/v1` behind the token check; `/health`, `/openapi.json` and `/docs` stay open.
+/// `/api/v1` behind the token check; `/health`, `/openapi.json`, `/docs` and the dashboard stay open.
 fn guarded(state: &ApiState) -> OpenApiRouter<ApiState> {
     let v1 = v1_router().layer(axum::middleware::from_fn_with_state(state.clone(), auth::require));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
@@ -152,19 +157,12 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 /// The whole HTTP application.
 pub fn router(state: ApiState) -> Router {
-    let (router, api) = guarded(&state).split_for_parts();
+    let (router, mut api) = guarded(&state).split_for_parts();
+    wire::for_roots(&mut api, &state.roots);
     router
         .merge(SwaggerUi::new("/docs").url("/openapi.json", api))
+        .merge(dashboard::routes())
+        .layer(axum::middleware::map_response(problem::plain_rejections))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
-}
-
-/// Serves on `listener` until `shutdown` resolves, then drains open requests.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    state: ApiState,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    tracing::info!(addr = %listener.local_addr()?, "HTTP API listening.");
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
 }

@@ -25,7 +25,8 @@ use crate::{ApiState, Problem};
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct LiveParams {
-    /// NATS-style tag pattern, e.g. `brasil.sudeste.*` or `brasil.>`; every tag when absent.
+    /// NATS-style tag pattern, e.g. `brasil.sudeste.*` or `brasil.>`; every tag when empty or absent.
+    #[param(value_type = Option<crate::wire::LiveTagParam>, inline)]
     tag: Option<String>,
 }
 
@@ -91,7 +92,11 @@ async fn forward_readings(mut batcher: vigia_bus::Batcher, tx: mpsc::Sender<Even
                 if send(&tx, "counts", &body).await.is_err() { return; }
             }
             batch = batcher.next(&gone) => {
-                let Ok(Some(batch)) = batch else { return };
+                let Ok(Some(batch)) = batch else {
+                    // The tail broke: end the whole stream so the client reconnects afresh.
+                    gone.cancel();
+                    return;
+                };
                 for d in &batch {
                     let readings =
                         decode_message(d.subject(), d.event(), d.version(), d.payload(), d.published_ms).into_readings();
@@ -122,6 +127,8 @@ async fn forward_alerts(mut batcher: vigia_bus::Batcher, tx: mpsc::Sender<Event>
             }
         }
     }
+    // The tail broke (or the client left): end the whole stream.
+    gone.cancel();
 }
 
 async fn send(tx: &mpsc::Sender<Event>, kind: &str, body: &impl serde::Serialize) -> Result<(), ()> {

@@ -54,7 +54,7 @@ const CONSUMERS: [(&str, &str); 3] =
 pub(crate) async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
     let mut out = String::new();
     gauge(&mut out, "vigia_up_seconds", "Seconds since the API started.", &[], state.started.elapsed().as_secs_f64());
-    for name in [vigia_bus::READINGS, vigia_bus::ALERTS] {
+    for name in [vigia_bus::READINGS, vigia_bus::ALERTS, vigia_bus::DEADLETTER] {
         if let Ok(mut stream) = state.bus.jetstream().get_stream(name).await
             && let Ok(info) = stream.info().await
         {

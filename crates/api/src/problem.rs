@@ -45,3 +45,31 @@ impl IntoResponse for Problem {
         response
     }
 }
+
+/// axum's own extractor rejections (a query string or path segment that does
+/// not parse, JSON with a syntax error) answer in `text/plain`; this turns
+/// every such client error into problem+json, naming the query parameter
+/// when axum's message does.
+pub(crate) async fn plain_rejections(response: Response) -> Response {
+    let status = response.status();
+    let is_text = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/plain"));
+    if !status.is_client_error() || !is_text {
+        return response;
+    }
+    let bytes = axum::body::to_bytes(response.into_body(), 64 * 1024).await.unwrap_or_default();
+    let detail = String::from_utf8_lossy(&bytes).trim().to_owned();
+    let field = detail
+        .strip_prefix("Failed to deserialize query string: ")
+        .and_then(|rest| rest.split_once(':'))
+        .map(|(field, _)| field.trim().to_owned())
+        .filter(|f| !f.is_empty() && !f.contains(' '));
+    let mut problem = Problem::new(status, format!("{detail}; see /openapi.json for the expected values"));
+    if let Some(f) = field {
+        problem = problem.field(f);
+    }
+    problem.into_response()
+}

@@ -9,15 +9,16 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
-use vigia_domain::{RULES_SET, RULES_SUBJECT, Rule, RulesSet};
+use vigia_domain::{RULES_SET, RULES_SUBJECT, Rule, RuleError, RulesSet};
 
+use crate::wire::RuleDto;
 use crate::{ApiState, Problem};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct Rules {
-    #[schema(value_type = Vec<Object>)]
-    rules: Vec<Rule>,
+    rules: Vec<RuleDto>,
     /// `config` until the first change through the API, then `log`.
+    #[schema(schema_with = source_schema)]
     source: &'static str,
     /// When the rules in force were set (unix ms), for `log`.
     set_at: Option<i64>,
@@ -28,9 +29,28 @@ pub(crate) struct Rules {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"rules": [{"id": "hot", "pattern": "brasil.>", "op": "gt", "threshold": 80.0, "hysteresis": 2.0}]}))]
 pub(crate) struct RulesIn {
-    /// Each rule: `id`, `pattern` (NATS-style), `op` (gt, gte, lt, lte, eq, neq), `threshold`, `hysteresis`.
-    #[schema(value_type = Vec<Object>)]
-    rules: Vec<Rule>,
+    /// The rules, each id once; an empty list turns alerting off.
+    #[serde(deserialize_with = "crate::wire::objects")]
+    rules: Vec<RuleDto>,
+}
+
+fn source_schema() -> utoipa::openapi::schema::ObjectBuilder {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(["config", "log"]))
+}
+
+/// 422 for an id given twice, which fits the schema (JSON Schema cannot ask
+/// for unique ids); 400 for the rest, which the schema already refuses.
+pub(crate) fn rule_status(e: &RuleError) -> StatusCode {
+    match e {
+        RuleError::Duplicate(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        RuleError::BadId(_) | RuleError::BadNumbers(_) => StatusCode::BAD_REQUEST,
+    }
+}
+
+fn rules_out(rules: Vec<Rule>) -> Vec<RuleDto> {
+    rules.into_iter().map(RuleDto::from).collect()
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -47,37 +67,45 @@ async fn current(state: &ApiState) -> Result<Rules, Problem> {
         .await
         .map_err(|e| Problem::new(StatusCode::SERVICE_UNAVAILABLE, format!("{e}; retry shortly")))?;
     Ok(match last.and_then(|m| serde_json::from_slice::<RulesSet>(&m.payload).ok()) {
-        Some(set) => Rules { rules: set.rules, source: "log", set_at: Some(set.ts_ms), set_by: set.by },
-        None => Rules { rules: state.default_rules.clone(), source: "config", set_at: None, set_by: None },
+        Some(set) => Rules { rules: rules_out(set.rules), source: "log", set_at: Some(set.ts_ms), set_by: set.by },
+        None => Rules { rules: rules_out(state.default_rules.clone()), source: "config", set_at: None, set_by: None },
     })
 }
 
 /// The alert rules in force.
-#[utoipa::path(get, path = "/rules", tag = "alerts", responses((status = 200, body = Rules)))]
+#[utoipa::path(get, path = "/rules", tag = "alerts",
+    responses((status = 200, body = Rules),
+        (status = 503, description = "The log did not answer", body = Problem, content_type = "application/problem+json")))]
 pub(crate) async fn get_rules(State(state): State<ApiState>) -> Result<Json<Rules>, Problem> {
     Ok(Json(current(&state).await?))
 }
 
 /// Replace the alert rules (admin scope). Takes effect from the alerter's next batch.
 #[utoipa::path(put, path = "/rules", tag = "alerts", params(RulesParams), request_body = RulesIn,
-    responses((status = 200, body = Rules), (status = 400, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Rules),
+        (status = 400, description = "A bad rule", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A rule id given twice", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The log did not confirm the change: nothing was written", body = Problem, content_type = "application/problem+json")))]
 pub(crate) async fn put_rules(
     State(state): State<ApiState>,
     Query(p): Query<RulesParams>,
-    body: Result<Json<RulesIn>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<serde_json::Map<String, serde_json::Value>>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<Rules>, Problem> {
-    let Json(body) = body.map_err(|e| {
+    let body: RulesIn = crate::wire::object_body(body).map_err(|e| {
         Problem::new(
             StatusCode::BAD_REQUEST,
-            format!(
-                "{}: send {{\"rules\": [{{\"id\", \"pattern\", \"op\", \"threshold\", \"hysteresis\"}}]}}",
-                e.body_text()
-            ),
+            format!("{e}: send {{\"rules\": [{{\"id\", \"pattern\", \"op\", \"threshold\", \"hysteresis\"}}]}}"),
         )
         .field("rules")
     })?;
-    let set = RulesSet { v: 1, rules: body.rules, ts_ms: crate::stats::now_ms(), by: p.by };
-    set.validate().map_err(|e| Problem::new(StatusCode::BAD_REQUEST, e.to_string()).field("rules"))?;
+    let rules = body
+        .rules
+        .into_iter()
+        .map(RuleDto::into_rule)
+        .collect::<Result<Vec<Rule>, String>>()
+        .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, e).field("rules"))?;
+    let set = RulesSet { v: 1, rules, ts_ms: crate::stats::now_ms(), by: p.by };
+    set.validate().map_err(|e| Problem::new(rule_status(&e), e.to_string()).field("rules"))?;
     let mut headers = vigia_bus::HeaderMap::new();
     headers.insert(vigia_domain::EVENT_HEADER, RULES_SET);
     headers.insert(vigia_domain::VERSION_HEADER, "1");
@@ -88,5 +116,5 @@ pub(crate) async fn put_rules(
         .publish(RULES_SUBJECT.to_owned(), Some(headers), payload.into(), None)
         .await
         .map_err(|e| Problem::new(StatusCode::SERVICE_UNAVAILABLE, format!("{e}; retry the request")))?;
-    Ok(Json(Rules { rules: set.rules, source: "log", set_at: Some(set.ts_ms), set_by: set.by }))
+    Ok(Json(Rules { rules: rules_out(set.rules), source: "log", set_at: Some(set.ts_ms), set_by: set.by }))
 }

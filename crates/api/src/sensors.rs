@@ -10,9 +10,10 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
-use vigia_domain::{Location, SENSOR_DESCRIBED, SensorDescription, Tag, Threshold};
+use vigia_domain::{DescriptionError, Location, SENSOR_DESCRIBED, SensorDescription, Tag, Threshold};
 use vigia_store::SensorRow;
 
+use crate::wire::{LocationDto, TagPath, ThresholdDto};
 use crate::{ApiState, Problem};
 
 /// A sensor: what its readings say, and what operators said about it.
@@ -24,17 +25,24 @@ pub(crate) struct Sensor {
     last_seen: Option<i64>,
     /// Readings stored.
     count: i64,
-    /// The newest reading's value: a number, a text, or null.
-    #[schema(value_type = Option<Object>)]
+    /// The newest reading's value.
+    #[schema(value_type = crate::wire::ReadingValue)]
     last_value: serde_json::Value,
+    /// The newest reading's status (`ok` or `error`); null before the first.
+    #[schema(schema_with = last_status_schema)]
     last_status: Option<String>,
     name: Option<String>,
     unit: Option<String>,
-    #[schema(value_type = Option<Object>)]
-    location: Option<Location>,
+    location: Option<LocationDto>,
     /// The sensor's own alert thresholds, on top of the global rules.
-    #[schema(value_type = Vec<Object>)]
-    thresholds: Vec<Threshold>,
+    thresholds: Vec<ThresholdDto>,
+}
+
+fn last_status_schema() -> utoipa::openapi::schema::ObjectBuilder {
+    use utoipa::openapi::schema::{SchemaType, Type};
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+        .enum_values(Some([serde_json::json!("ok"), serde_json::json!("error"), serde_json::Value::Null]))
 }
 
 fn sensor(tag: String, row: Option<SensorRow>, meta: Option<SensorDescription>) -> Sensor {
@@ -62,8 +70,8 @@ fn sensor(tag: String, row: Option<SensorRow>, meta: Option<SensorDescription>) 
         last_value,
         name: meta.name,
         unit: meta.unit,
-        location: meta.location,
-        thresholds: meta.thresholds,
+        location: meta.location.map(LocationDto::from),
+        thresholds: meta.thresholds.into_iter().map(ThresholdDto::from).collect(),
         tag,
     }
 }
@@ -95,16 +103,21 @@ async fn one(state: &ApiState, tag: &str) -> Result<Option<Sensor>, Problem> {
 #[into_params(parameter_in = Query)]
 pub(crate) struct SensorParams {
     /// Only sensors under this prefix, e.g. `brasil.sudeste`.
+    #[param(value_type = Option<crate::wire::PrefixParam>, inline)]
     prefix: Option<String>,
 }
 
 /// Every known sensor (with readings or a description), ordered by tag.
-#[utoipa::path(get, path = "/sensors", tag = "sensors", params(SensorParams), responses((status = 200, body = Vec<Sensor>)))]
+#[utoipa::path(get, path = "/sensors", tag = "sensors", params(SensorParams),
+    responses((status = 200, body = Vec<Sensor>),
+        (status = 400, description = "Not a tag prefix", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store did not answer", body = Problem, content_type = "application/problem+json")))]
 pub(crate) async fn sensors(
     State(state): State<ApiState>,
     Query(p): Query<SensorParams>,
 ) -> Result<Json<Vec<Sensor>>, Problem> {
-    Ok(Json(joined(&state, p.prefix.as_deref()).await?))
+    let prefix = crate::wire::prefix("prefix", p.prefix.as_deref())?;
+    Ok(Json(joined(&state, prefix.as_deref()).await?))
 }
 
 fn parse_tag(tag: &str) -> Result<Tag, Problem> {
@@ -114,12 +127,14 @@ fn parse_tag(tag: &str) -> Result<Tag, Problem> {
 }
 
 /// One sensor.
-#[utoipa::path(get, path = "/sensors/{tag}", tag = "sensors",
-    params(("tag" = String, Path, description = "The sensor's tag", example = "brasil.sudeste.sensor01")),
-    responses((status = 200, body = Sensor), (status = 404, body = Problem, content_type = "application/problem+json")))]
+#[utoipa::path(get, path = "/sensors/{tag}", tag = "sensors", params(TagPath),
+    responses((status = 200, body = Sensor),
+        (status = 400, description = "Not a tag", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No readings and no description", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store did not answer", body = Problem, content_type = "application/problem+json")))]
 pub(crate) async fn sensor_by_tag(
     State(state): State<ApiState>,
-    Path(tag): Path<String>,
+    Path(TagPath { tag }): Path<TagPath>,
 ) -> Result<Json<Sensor>, Problem> {
     let tag = parse_tag(&tag)?;
     one(&state, tag.as_str()).await?.map(Json).ok_or_else(|| {
@@ -133,14 +148,17 @@ pub(crate) async fn sensor_by_tag(
 #[schema(example = json!({"name": "Boiler 3", "unit": "C", "location": {"lat": -23.55, "lon": -46.63},
     "thresholds": [{"id": "too-hot", "op": "gt", "threshold": 95.0, "hysteresis": 2.0}]}))]
 pub(crate) struct SensorIn {
+    /// At most 200 characters.
+    #[schema(max_length = 200)]
     name: Option<String>,
+    /// At most 200 characters.
+    #[schema(max_length = 200)]
     unit: Option<String>,
-    #[schema(value_type = Option<Object>)]
-    location: Option<Location>,
-    /// Each: `id`, `op` (gt, gte, lt, lte, eq, neq), `threshold`, `hysteresis`.
-    #[serde(default)]
-    #[schema(value_type = Vec<Object>)]
-    thresholds: Vec<Threshold>,
+    #[serde(default, deserialize_with = "crate::wire::optional_object")]
+    location: Option<LocationDto>,
+    /// The sensor's own thresholds, each id once.
+    #[serde(default, deserialize_with = "crate::wire::objects")]
+    thresholds: Vec<ThresholdDto>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -154,29 +172,30 @@ pub(crate) struct DescribeParams {
 }
 
 /// Describe a sensor: replaces its name, unit, location and own thresholds.
-#[utoipa::path(put, path = "/sensors/{tag}", tag = "sensors", params(("tag" = String, Path), DescribeParams), request_body = SensorIn,
-    responses((status = 202, description = "In the log"), (status = 200, description = "Projected (`?wait=true`)", body = Sensor),
-        (status = 400, body = Problem, content_type = "application/problem+json")))]
+#[utoipa::path(put, path = "/sensors/{tag}", tag = "sensors", params(TagPath, DescribeParams), request_body = SensorIn,
+    responses((status = 202, description = "In the log; `null` until projected", body = crate::wire::Null),
+        (status = 200, description = "Projected (`?wait=true`): the sensor as it now stands", body = Sensor),
+        (status = 400, description = "Not a tag, or a bad description", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A threshold id given twice", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The log did not confirm the description: nothing was written", body = Problem, content_type = "application/problem+json"),
+        (status = 504, description = "In the log, not projected within 10 s (`?wait=true`); it will be", body = Problem, content_type = "application/problem+json")))]
 pub(crate) async fn put_sensor(
     State(state): State<ApiState>,
-    Path(tag): Path<String>,
+    Path(TagPath { tag }): Path<TagPath>,
     Query(p): Query<DescribeParams>,
-    body: Result<Json<SensorIn>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<serde_json::Map<String, serde_json::Value>>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<Option<Sensor>>), Problem> {
     let tag = parse_tag(&tag)?;
-    let Json(body) = body.map_err(|e| {
-        Problem::new(
-            StatusCode::BAD_REQUEST,
-            format!("{}: send name, unit, location {{lat, lon}} and thresholds", e.body_text()),
-        )
+    let body: SensorIn = crate::wire::object_body(body).map_err(|e| {
+        Problem::new(StatusCode::BAD_REQUEST, format!("{e}: send name, unit, location {{lat, lon}} and thresholds"))
     })?;
     let d = SensorDescription {
         v: 1,
         tag,
         name: body.name,
         unit: body.unit,
-        location: body.location,
-        thresholds: body.thresholds,
+        location: body.location.map(Location::from),
+        thresholds: body.thresholds.into_iter().map(Threshold::from).collect(),
         ts_ms: crate::stats::now_ms(),
         by: p.by,
         deleted: false,
@@ -185,11 +204,23 @@ pub(crate) async fn put_sensor(
 }
 
 /// Forget a sensor's description (its readings stay).
-#[utoipa::path(delete, path = "/sensors/{tag}", tag = "sensors", params(("tag" = String, Path), DescribeParams),
-    responses((status = 202, description = "In the log"), (status = 200, description = "Projected (`?wait=true`)")))]
+///
+/// This removes only what operators said (name, unit, location, thresholds).
+/// A sensor with readings stays in the registry, so `GET /sensors/{tag}`
+/// goes on answering `200` with the description fields null; a sensor known
+/// only by its description answers `404` once the deletion is projected.
+/// Without `?wait=true` the `202` comes before that, so a `GET` right after
+/// it may still show the description.
+#[utoipa::path(delete, path = "/sensors/{tag}", tag = "sensors", params(TagPath, DescribeParams),
+    responses((status = 202, description = "In the log; `null` until projected", body = crate::wire::Null),
+        (status = 200, description = "Projected (`?wait=true`): the sensor as its readings leave it, or `null` when it has none",
+            body = Option<Sensor>),
+        (status = 400, description = "Not a tag", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The log did not confirm the deletion: nothing was written", body = Problem, content_type = "application/problem+json"),
+        (status = 504, description = "In the log, not projected within 10 s (`?wait=true`); it will be", body = Problem, content_type = "application/problem+json")))]
 pub(crate) async fn delete_sensor(
     State(state): State<ApiState>,
-    Path(tag): Path<String>,
+    Path(TagPath { tag }): Path<TagPath>,
     Query(p): Query<DescribeParams>,
 ) -> Result<(StatusCode, Json<Option<Sensor>>), Problem> {
     let tag = parse_tag(&tag)?;
@@ -212,7 +243,14 @@ async fn describe(
     d: SensorDescription,
     wait: bool,
 ) -> Result<(StatusCode, Json<Option<Sensor>>), Problem> {
-    d.validate().map_err(|e| Problem::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+    d.validate().map_err(|e| {
+        let (status, field) = match &e {
+            DescriptionError::TooLong { field } => (StatusCode::BAD_REQUEST, *field),
+            DescriptionError::BadLocation => (StatusCode::BAD_REQUEST, "location"),
+            DescriptionError::Threshold(rule) => (crate::rules::rule_status(rule), "thresholds"),
+        };
+        Problem::new(status, e.to_string()).field(field)
+    })?;
     let mut headers = vigia_bus::HeaderMap::new();
     headers.insert(vigia_domain::EVENT_HEADER, SENSOR_DESCRIBED);
     headers.insert(vigia_domain::VERSION_HEADER, "1");
@@ -245,12 +283,15 @@ async fn describe(
 
 /// Sensors with a location as a GeoJSON FeatureCollection, with their latest value.
 #[utoipa::path(get, path = "/sensors.geojson", tag = "sensors", params(SensorParams),
-    responses((status = 200, description = "RFC 7946 FeatureCollection", content_type = "application/geo+json", body = Object)))]
+    responses((status = 200, description = "RFC 7946 FeatureCollection", content_type = "application/geo+json", body = Object),
+        (status = 400, description = "Not a tag prefix", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store did not answer", body = Problem, content_type = "application/problem+json")))]
 pub(crate) async fn geojson(
     State(state): State<ApiState>,
     Query(p): Query<SensorParams>,
 ) -> Result<([(axum::http::HeaderName, &'static str); 1], Json<serde_json::Value>), Problem> {
-    let features: Vec<serde_json::Value> = joined(&state, p.prefix.as_deref())
+    let prefix = crate::wire::prefix("prefix", p.prefix.as_deref())?;
+    let features: Vec<serde_json::Value> = joined(&state, prefix.as_deref())
         .await?
         .into_iter()
         .filter_map(|s| {

@@ -27,11 +27,12 @@ fn bad(field: &str, detail: impl Into<String>) -> Problem {
 
 fn window_ms(w: &str) -> Result<i64, Problem> {
     match w {
+        "1h" => Ok(HOUR),
         "24h" => Ok(DAY),
         "48h" => Ok(2 * DAY),
         "7d" | "1w" => Ok(7 * DAY),
         "30d" | "1mo" => Ok(30 * DAY),
-        _ => Err(bad("window", format!("`{w}` is not a window: use 24h, 48h, 7d or 30d"))),
+        _ => Err(bad("window", format!("`{w}` is not a window: use 1h, 24h, 48h, 7d or 30d"))),
     }
 }
 
@@ -44,20 +45,21 @@ fn grain(bucket: &str) -> Result<RollupGrain, Problem> {
     }
 }
 
+/// A time parameter. Times past [`crate::wire::LAST_MS`] select nothing
+/// more, so they are capped there, which keeps the bucket arithmetic far
+/// from overflow.
 fn time(field: &str, v: Option<&str>) -> Result<Option<i64>, Problem> {
-    v.map(|s| parse_timestamp(s).map_err(|e| bad(field, e))).transpose()
+    v.map(|s| parse_timestamp(s).map(|ms| ms.min(crate::wire::LAST_MS)).map_err(|e| bad(field, e))).transpose()
 }
 
-fn prefix_ok(prefix: &Option<String>) -> Result<(), Problem> {
-    match prefix.as_deref() {
-        Some(p)
-            if p.split('.')
-                .any(|t| t.is_empty() || !t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')) =>
-        {
-            Err(bad("prefix", format!("`{p}` is not a tag prefix: use tokens of [A-Za-z0-9_-] separated by dots")))
-        }
-        _ => Ok(()),
-    }
+/// A range too long to answer: the request fits the document but asks for
+/// more buckets than one answer holds (422, like a query that scans too much).
+fn too_many_buckets() -> Problem {
+    Problem::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        format!("more than {} buckets: use a coarser bucket or a shorter range", vigia_store::MAX_BUCKETS),
+    )
+    .field("from")
 }
 
 fn under(tag: &str, prefix: Option<&str>) -> bool {
@@ -67,9 +69,11 @@ fn under(tag: &str, prefix: Option<&str>) -> bool {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct AverageParams {
-    /// `24h`, `48h`, `7d` or `30d`. Default `24h`.
+    #[serde(default, deserialize_with = "crate::wire::empty_as_none")]
+    #[param(value_type = Option<crate::wire::WindowParam>, inline)]
     window: Option<String>,
     /// Only sensors under this prefix.
+    #[param(value_type = Option<crate::wire::PrefixParam>, inline)]
     prefix: Option<String>,
 }
 
@@ -97,14 +101,16 @@ pub(crate) struct Averages {
 /// Whole days come from day rollups and the partial days at both ends from
 /// hour rollups, so a month over 2,000 sensors reads ~156,000 small records.
 #[utoipa::path(get, path = "/stats/averages", tag = "aggregates", params(AverageParams),
-    responses((status = 200, body = Averages), (status = 400, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Averages),
+        (status = 400, description = "A bad window or prefix", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store did not answer", body = Problem, content_type = "application/problem+json")))]
 pub(crate) async fn averages(
     State(state): State<ApiState>,
     Query(p): Query<AverageParams>,
 ) -> Result<Json<Averages>, Problem> {
     let window = p.window.unwrap_or_else(|| "24h".into());
     let span = window_ms(&window)?;
-    prefix_ok(&p.prefix)?;
+    let prefix = crate::wire::prefix("prefix", p.prefix.as_deref())?;
     let to = now_ms();
     let from = (to - span).div_euclid(HOUR) * HOUR;
     let tags: Vec<String> = state
@@ -114,18 +120,9 @@ pub(crate) async fn averages(
         .map_err(crate::store_problem)?
         .into_iter()
         .map(|s| s.tag)
-        .filter(|t| under(t, p.prefix.as_deref()))
+        .filter(|t| under(t, prefix.as_deref()))
         .collect();
-    let first_day = from.div_euclid(DAY) * DAY + if from.rem_euclid(DAY) == 0 { 0 } else { DAY };
-    let last_day = to.div_euclid(DAY) * DAY;
-    let mut rows = Vec::new();
-    if first_day < last_day {
-        rows.extend(state.store.rollups_of(&tags, "d", DAY, first_day, last_day).await.map_err(crate::store_problem)?);
-        rows.extend(state.store.rollups_of(&tags, "h", HOUR, from, first_day).await.map_err(crate::store_problem)?);
-        rows.extend(state.store.rollups_of(&tags, "h", HOUR, last_day, to + 1).await.map_err(crate::store_problem)?);
-    } else {
-        rows.extend(state.store.rollups_of(&tags, "h", HOUR, from, to + 1).await.map_err(crate::store_problem)?);
-    }
+    let rows = state.store.rollups_covering(&tags, from, to).await.map_err(crate::store_problem)?;
     Ok(Json(Averages { window, from, to, sensors: combine(rows) }))
 }
 
@@ -149,12 +146,18 @@ fn combine(rows: Vec<RollupRow>) -> Vec<SensorAverage> {
 #[into_params(parameter_in = Query)]
 pub(crate) struct SeriesParams {
     /// The sensor's tag.
+    #[param(value_type = crate::wire::TagParam, inline)]
     tag: String,
-    /// `1m`, `1h` or `1d`. Default `1m`.
+    #[serde(default, deserialize_with = "crate::wire::empty_as_none")]
+    #[param(value_type = Option<crate::wire::SeriesBucketParam>, inline)]
     bucket: Option<String>,
-    /// Start (unix ms, unix s or RFC 3339). Default: 1 hour, 2 days or 60 days before `to`, by bucket.
+    /// Start. Empty or absent: 60 buckets before `to`.
+    #[serde(default, deserialize_with = "crate::wire::empty_as_none")]
+    #[param(value_type = Option<crate::wire::TimeParam>, inline)]
     from: Option<String>,
-    /// End, exclusive. Default now.
+    /// End, exclusive. Empty or absent: now.
+    #[serde(default, deserialize_with = "crate::wire::empty_as_none")]
+    #[param(value_type = Option<crate::wire::TimeParam>, inline)]
     to: Option<String>,
 }
 
@@ -180,8 +183,14 @@ pub(crate) struct Series {
 }
 
 /// A sensor's time series in buckets, from the rollups.
+///
+/// A range that ends before it starts has no buckets. A range of more than
+/// 20,000 buckets is refused with `422`: use a coarser bucket.
 #[utoipa::path(get, path = "/stats/series", tag = "aggregates", params(SeriesParams),
-    responses((status = 200, body = Series), (status = 400, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Series),
+        (status = 400, description = "A bad tag, bucket or time", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "More than 20,000 buckets", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store did not answer", body = Problem, content_type = "application/problem+json")))]
 pub(crate) async fn series(
     State(state): State<ApiState>,
     Query(p): Query<SeriesParams>,
@@ -191,21 +200,19 @@ pub(crate) async fn series(
     let bucket = p.bucket.unwrap_or_else(|| "1m".into());
     let g = grain(&bucket)?;
     let to = time("to", p.to.as_deref())?.unwrap_or_else(now_ms);
-    let from = time("from", p.from.as_deref())?.unwrap_or(to - 60 * g.millis());
-    if from >= to {
-        return Err(bad("from", "`from` must be before `to`"));
+    let from = time("from", p.from.as_deref())?.unwrap_or(to.saturating_sub(60 * g.millis()));
+    if to.saturating_sub(from) / g.millis() > vigia_store::MAX_BUCKETS {
+        return Err(too_many_buckets());
     }
-    if (to - from) / g.millis() > vigia_store::MAX_BUCKETS {
-        return Err(bad(
-            "from",
-            format!("more than {} buckets: use a coarser bucket or a shorter range", vigia_store::MAX_BUCKETS),
-        ));
-    }
-    let rows = state
-        .store
-        .rollups_of(&[tag.to_string()], g.as_str(), g.millis(), from, to)
-        .await
-        .map_err(crate::store_problem)?;
+    let rows = if from < to {
+        state
+            .store
+            .rollups_of(&[tag.to_string()], g.as_str(), g.millis(), from, to)
+            .await
+            .map_err(crate::store_problem)?
+    } else {
+        Vec::new()
+    };
     let points = rows
         .into_iter()
         .map(|r| Point { t: r.bucket, count: r.count, mean: r.sum / r.count.max(1) as f64, min: r.min, max: r.max })
@@ -216,11 +223,16 @@ pub(crate) async fn series(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct RateParams {
-    /// `1m` or `1h`. Default `1m`.
+    #[serde(default, deserialize_with = "crate::wire::empty_as_none")]
+    #[param(value_type = Option<crate::wire::RateBucketParam>, inline)]
     bucket: Option<String>,
-    /// Start. Default: 60 buckets before `to`.
+    /// Start. Empty or absent: 60 buckets before `to`.
+    #[serde(default, deserialize_with = "crate::wire::empty_as_none")]
+    #[param(value_type = Option<crate::wire::TimeParam>, inline)]
     from: Option<String>,
-    /// End, exclusive. Default now.
+    /// End, exclusive. Empty or absent: now.
+    #[serde(default, deserialize_with = "crate::wire::empty_as_none")]
+    #[param(value_type = Option<crate::wire::TimeParam>, inline)]
     to: Option<String>,
 }
 
@@ -243,8 +255,14 @@ pub(crate) struct Rate {
 }
 
 /// Events per minute (or hour), every reading counted, errors included.
+///
+/// A range that ends before it starts has no buckets. A range of more than
+/// 20,000 buckets is refused with `422`: use a coarser bucket.
 #[utoipa::path(get, path = "/stats/rate", tag = "aggregates", params(RateParams),
-    responses((status = 200, body = Rate), (status = 400, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Rate),
+        (status = 400, description = "A bad bucket or time", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "More than 20,000 buckets", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store did not answer", body = Problem, content_type = "application/problem+json")))]
 pub(crate) async fn rate(State(state): State<ApiState>, Query(p): Query<RateParams>) -> Result<Json<Rate>, Problem> {
     let bucket = p.bucket.unwrap_or_else(|| "1m".into());
     let g = match grain(&bucket)? {
@@ -252,14 +270,15 @@ pub(crate) async fn rate(State(state): State<ApiState>, Query(p): Query<RatePara
         g => g,
     };
     let to = time("to", p.to.as_deref())?.unwrap_or_else(now_ms);
-    let from = g.floor(time("from", p.from.as_deref())?.unwrap_or(to - 60 * g.millis()));
-    if from >= to || (to - from) / g.millis() > vigia_store::MAX_BUCKETS {
-        return Err(bad(
-            "from",
-            format!("`from` must be before `to` and at most {} buckets away", vigia_store::MAX_BUCKETS),
-        ));
+    let from = g.floor(time("from", p.from.as_deref())?.unwrap_or(to.saturating_sub(60 * g.millis())));
+    if to.saturating_sub(from) / g.millis() > vigia_store::MAX_BUCKETS {
+        return Err(too_many_buckets());
     }
-    let rows = state.store.traffic(g.as_str(), from, to).await.map_err(crate::store_problem)?;
+    let rows = if from < to {
+        state.store.traffic(g.as_str(), from, to).await.map_err(crate::store_problem)?
+    } else {
+        Vec::new()
+    };
     let mut by_bucket: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
     let mut t = from;
     while t < to {
@@ -280,8 +299,10 @@ pub(crate) async fn rate(State(state): State<ApiState>, Query(p): Query<RatePara
 #[into_params(parameter_in = Query)]
 pub(crate) struct ModeParams {
     /// Only sensors under this prefix.
+    #[param(value_type = Option<crate::wire::PrefixParam>, inline)]
     prefix: Option<String>,
-    /// `24h`, `48h`, `7d` or `30d`. Default `24h`.
+    #[serde(default, deserialize_with = "crate::wire::empty_as_none")]
+    #[param(value_type = Option<crate::wire::WindowParam>, inline)]
     window: Option<String>,
 }
 
@@ -306,17 +327,19 @@ pub(crate) struct Mode {
 /// The most frequent value in a window, with a histogram. This one scans the
 /// window's time blocks (values only): rollups cannot hold a mode.
 #[utoipa::path(get, path = "/stats/mode", tag = "aggregates", params(ModeParams),
-    responses((status = 200, body = Mode), (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Too many events in the window: narrow it", body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = Mode),
+        (status = 400, description = "A bad window or prefix", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Too many events in the window: narrow it", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store did not answer", body = Problem, content_type = "application/problem+json")))]
 pub(crate) async fn mode(State(state): State<ApiState>, Query(p): Query<ModeParams>) -> Result<Json<Mode>, Problem> {
     let window = p.window.unwrap_or_else(|| "24h".into());
     let span = window_ms(&window)?;
-    prefix_ok(&p.prefix)?;
+    let prefix = crate::wire::prefix("prefix", p.prefix.as_deref())?;
     let to = now_ms();
     let from = to - span;
     let events = state
         .store
-        .events_window(p.prefix.as_deref(), Some(from), Some(to), crate::SCAN_CAP)
+        .events_window(prefix.as_deref(), Some(from), Some(to), crate::SCAN_CAP)
         .await
         .map_err(crate::store_problem)?;
     let mut counts: BTreeMap<String, u64> = BTreeMap::new();
@@ -324,7 +347,7 @@ pub(crate) async fn mode(State(state): State<ApiState>, Query(p): Query<ModePara
     let in_window = |e: &&vigia_domain::StoredEvent| {
         let r = &e.reading;
         let ok = r.status == vigia_domain::Status::Ok;
-        ok && r.ts_ms >= from && r.ts_ms < to && under(r.tag.as_str(), p.prefix.as_deref())
+        ok && r.ts_ms >= from && r.ts_ms < to && under(r.tag.as_str(), prefix.as_deref())
     };
     for e in events.iter().filter(in_window) {
         let key = match &e.reading.value {

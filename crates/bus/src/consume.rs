@@ -74,6 +74,8 @@ pub struct Batcher {
     messages: jetstream::consumer::pull::Stream,
     max: usize,
     wait: Duration,
+    /// Interrupted pulls in a row before `next` gives up (durable consumers never do).
+    patience: u32,
 }
 
 impl std::fmt::Debug for Batcher {
@@ -88,26 +90,53 @@ impl Batcher {
         let messages = consumer
             .stream()
             .max_messages_per_batch(max.max(1))
-            .expires(Duration::from_secs(5))
-            .heartbeat(Duration::from_secs(2))
+            // Heartbeats tell a dead connection from a quiet stream. Too tight, and a
+            // busy machine (a slow scheduler tick, not a dead server) reads as a
+            // broken pull: 5 s between heartbeats, 30 s per pull request.
+            .expires(Duration::from_secs(30))
+            .heartbeat(Duration::from_secs(5))
             .messages()
             .await
             .map_err(|e| BusError::JetStream(format!("pull subscription: {e}")))?;
-        Ok(Batcher { messages, max: max.max(1), wait })
+        Ok(Batcher { messages, max: max.max(1), wait, patience: u32::MAX })
+    }
+
+    /// Gives up after `n` interrupted pulls in a row instead of retrying for
+    /// ever: for ephemeral consumers, whose reader would rather start afresh.
+    pub fn with_patience(mut self, n: u32) -> Batcher {
+        self.patience = n;
+        self
     }
 
     /// The next batch, or `None` once `stop` is cancelled (between batches, so
     /// a batch in hand is always finished by the caller).
     pub async fn next(&mut self, stop: &CancellationToken) -> Result<Option<Vec<Delivery>>, BusError> {
-        let first = tokio::select! {
-            biased;
-            _ = stop.cancelled() => return Ok(None),
-            next = self.messages.next() => next,
-        };
-        let first = match first {
-            Some(Ok(m)) => m,
-            Some(Err(e)) => return Err(BusError::JetStream(format!("pull: {e}"))),
-            None => return Ok(None),
+        let mut interrupted = 0u32;
+        let first = loop {
+            let next = tokio::select! {
+                biased;
+                _ = stop.cancelled() => return Ok(None),
+                next = self.messages.next() => next,
+            };
+            match next {
+                Some(Ok(m)) => break m,
+                // Missed heartbeats and failed pull requests while a server
+                // restarts or a consumer leader moves: the pull stream issues
+                // new requests itself, so wait and go on rather than give up.
+                Some(Err(e)) if interrupted >= self.patience => {
+                    return Err(BusError::JetStream(format!("pull interrupted {interrupted} times: {e}")));
+                }
+                Some(Err(e)) => {
+                    interrupted += 1;
+                    tracing::warn!(error = %e, interrupted, "Pull interrupted; pulling again.");
+                    let pause = Duration::from_millis(250 * u64::from(interrupted.min(8)));
+                    tokio::select! {
+                        _ = stop.cancelled() => return Ok(None),
+                        _ = tokio::time::sleep(pause) => {}
+                    }
+                }
+                None => return Ok(None),
+            }
         };
         let mut batch = vec![Delivery::new(first)?];
         let deadline = tokio::time::Instant::now() + self.wait;

@@ -13,8 +13,8 @@ use async_nats::jetstream;
 
 pub use async_nats::HeaderMap;
 pub use consume::{Batcher, Delivery};
-pub use publish::{PublishError, Publisher, Stored};
-pub use topology::{ALERTS, READINGS, Topology, TopologyError};
+pub use publish::{DEAD_REASON, DEAD_SEQ, DEAD_STREAM, DEAD_SUBJECT, PublishError, Publisher, Stored};
+pub use topology::{ALERTS, DEADLETTER, READINGS, Topology, TopologyError};
 
 /// Errors reaching or talking to NATS.
 #[derive(Debug, thiserror::Error)]
@@ -25,10 +25,54 @@ pub enum BusError {
         #[source]
         source: async_nats::ConnectError,
     },
+    #[error("`{url}` is not a NATS URL or comma-separated list of them: {reason}")]
+    BadUrl { url: String, reason: String },
     #[error(transparent)]
     Topology(#[from] TopologyError),
     #[error("JetStream request failed: {0}")]
     JetStream(String),
+}
+
+/// A NATS user and password. The password never appears in `Debug` output.
+#[derive(Clone)]
+pub struct Credentials {
+    pub user: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials").field("user", &self.user).field("password", &"[redacted]").finish()
+    }
+}
+
+/// TLS to NATS beyond what a `tls://` URL asks for: a private CA to trust
+/// (besides the system's roots) and a client certificate for servers that
+/// verify clients (`verify: true`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Tls {
+    /// PEM file of the CA that signed the server's certificate.
+    pub ca: Option<std::path::PathBuf>,
+    /// PEM certificate and key files of this client.
+    pub client_cert: Option<(std::path::PathBuf, std::path::PathBuf)>,
+}
+
+/// Who Vigia is to NATS: a user, TLS settings, both or neither.
+#[derive(Clone, Debug, Default)]
+pub struct Access {
+    pub credentials: Option<Credentials>,
+    /// When set, the connection must be TLS.
+    pub tls: Option<Tls>,
+}
+
+/// `url` (or a comma-separated list) without any `user:password@` part, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    if url.contains(',') {
+        return url.split(',').map(redact_url).collect::<Vec<_>>().join(",");
+    }
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    if scheme.is_empty() { rest.to_owned() } else { format!("{scheme}://{rest}") }
 }
 
 /// A connection to NATS with its JetStream context.
@@ -41,12 +85,44 @@ pub struct Bus {
 impl Bus {
     /// Connects to `url` (e.g. `nats://127.0.0.1:4222`), reconnecting forever after the first success.
     pub async fn connect(url: &str) -> Result<Bus, BusError> {
-        let client = async_nats::ConnectOptions::new()
+        Bus::connect_as(url, &Access::default()).await
+    }
+
+    /// Connects as a NATS user (see `nats/accounts.conf`) and over TLS when
+    /// `access` says so; anonymously and as the URL says otherwise.
+    pub async fn connect_as(url: &str, access: &Access) -> Result<Bus, BusError> {
+        let mut options = async_nats::ConnectOptions::new();
+        if let Some(c) = &access.credentials {
+            options = options.user_and_password(c.user.clone(), c.password.clone());
+        }
+        // Both of rustls's crypto backends end up compiled in (async-nats asks for
+        // ring, object_store for aws-lc-rs), and then rustls refuses to guess and
+        // panics at the first handshake, also when a server asks a plain `nats://`
+        // client to upgrade. Pick ring for the process; later calls change nothing.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        if let Some(tls) = &access.tls {
+            options = options.require_tls(true);
+            if let Some(ca) = &tls.ca {
+                options = options.add_root_certificates(ca.clone());
+            }
+            if let Some((cert, key)) = &tls.client_cert {
+                options = options.add_client_certificate(cert.clone(), key.clone());
+            }
+        }
+        // A cluster is given as a comma-separated list; the client fails over between them.
+        let servers = url
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse::<async_nats::ServerAddr>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| BusError::BadUrl { url: redact_url(url), reason: e.to_string() })?;
+        let client = options
             .name("vigia")
             .connection_timeout(std::time::Duration::from_secs(3))
-            .connect(url)
+            .connect(servers)
             .await
-            .map_err(|source| BusError::Connect { url: url.to_owned(), source })?;
+            .map_err(|source| BusError::Connect { url: redact_url(url), source })?;
         Ok(Bus::from_client(client))
     }
 
@@ -98,7 +174,7 @@ impl Bus {
             })
             .await
             .map_err(|e| BusError::JetStream(format!("tail of {stream}: {e}")))?;
-        Batcher::new(&consumer, 500, std::time::Duration::from_millis(100)).await
+        Ok(Batcher::new(&consumer, 500, std::time::Duration::from_millis(100)).await?.with_patience(3))
     }
 
     /// The last message on `subject` of `stream`, if there is one.
@@ -141,4 +217,19 @@ pub struct LoggedMessage {
     pub version: Option<String>,
     pub payload: bytes::Bytes,
     pub published_ms: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_stay_out_of_messages() {
+        assert_eq!(redact_url("nats://svc:s3cret@10.0.0.1:4222"), "nats://10.0.0.1:4222");
+        assert_eq!(redact_url("tls://a:b@c@nats.example:4443"), "tls://nats.example:4443");
+        assert_eq!(redact_url("127.0.0.1:4222"), "127.0.0.1:4222");
+        assert_eq!(redact_url("nats://u:p@a:1,nats://u:p@b:2"), "nats://a:1,nats://b:2");
+        let c = Credentials { user: "vigia".into(), password: "s3cret".into() };
+        assert!(!format!("{c:?}").contains("s3cret"));
+    }
 }

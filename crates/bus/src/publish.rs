@@ -2,10 +2,18 @@
 //! JetStream has stored it, and a retried publish with the same message id
 //! is stored once.
 
+use std::time::{Duration, Instant};
+
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, context::PublishAckFuture, message::PublishMessage};
 use bytes::Bytes;
 use vigia_domain::{BatchItem, EVENT_HEADER, READINGS_RECORDED, VERSION_HEADER, encode_batch};
+
+/// Headers of a dead letter: where the message came from and why it is here.
+pub const DEAD_STREAM: &str = "Vigia-Dead-Stream";
+pub const DEAD_SEQ: &str = "Vigia-Dead-Seq";
+pub const DEAD_SUBJECT: &str = "Vigia-Dead-Subject";
+pub const DEAD_REASON: &str = "Vigia-Dead-Reason";
 
 /// A publish the stream did not confirm.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +71,57 @@ impl Publisher {
         let fut = self.send(subject.clone(), headers, payload, message_id).await?;
         let ack = fut.await.map_err(|e| PublishError { subject, reason: e.to_string() })?;
         Ok(Stored { seq: ack.sequence, duplicate: ack.duplicate })
+    }
+
+    /// Publishes and waits for the acknowledgement, sending again with the
+    /// same message id when the stream does not confirm (NATS restarting,
+    /// a stream leader moving, an ack lost), with backoff from 50 ms to 2 s,
+    /// until `patience` is spent. The stream's duplicate window (2 minutes in
+    /// `nats/streams`) makes the retries store the message once.
+    pub async fn publish_retrying(
+        &self,
+        subject: String,
+        headers: Option<HeaderMap>,
+        payload: Bytes,
+        message_id: &str,
+        patience: Duration,
+    ) -> Result<Stored, PublishError> {
+        let started = Instant::now();
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            match self.publish(subject.clone(), headers.clone(), payload.clone(), Some(message_id)).await {
+                Ok(stored) => return Ok(stored),
+                Err(e) if started.elapsed() + backoff < patience => {
+                    tracing::warn!(subject = %subject, error = %e.reason, retry_in_ms = backoff.as_millis() as u64, "Publish not confirmed; retrying.");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Sends a message `consumer` could not apply to `deadletter.<stream>.<consumer>`
+    /// with its original payload and subject, sequence and `reason` in
+    /// `Vigia-Dead-*` headers. Idempotent: one message id per stream sequence.
+    pub async fn dead_letter(
+        &self,
+        stream: &str,
+        consumer: &str,
+        d: &crate::Delivery,
+        reason: &str,
+    ) -> Result<Stored, PublishError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(DEAD_STREAM, stream);
+        headers.insert(DEAD_SEQ, d.seq.to_string().as_str());
+        headers.insert(DEAD_SUBJECT, d.subject());
+        // Header values are one line of bounded length.
+        let reason: String = reason.chars().map(|c| if c.is_control() { ' ' } else { c }).take(512).collect();
+        headers.insert(DEAD_REASON, reason.as_str());
+        let subject = format!("deadletter.{}.{consumer}", stream.to_lowercase());
+        let id = format!("dead-{stream}-{}", d.seq);
+        self.publish_retrying(subject, Some(headers), Bytes::copy_from_slice(d.payload()), &id, Duration::from_secs(30))
+            .await
     }
 
     /// Encodes a `ReadingsRecorded` v1 batch for `subject`; send it with [`Publisher::send`].

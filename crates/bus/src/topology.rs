@@ -11,6 +11,9 @@ pub const READINGS: &str = "READINGS";
 /// Alert lifecycle events.
 pub const ALERTS: &str = "ALERTS";
 
+/// Messages a consumer could not apply, on `deadletter.<stream>.<consumer>`.
+pub const DEADLETTER: &str = "DEADLETTER";
+
 /// Why the topology could not be loaded or applied.
 #[derive(Debug, thiserror::Error)]
 pub enum TopologyError {
@@ -57,6 +60,7 @@ impl Topology {
         let mut readings: stream::Config = read_json(&dir.join("streams/readings.json"))?;
         readings.subjects = roots.iter().map(|r| format!("{r}.>")).collect();
         let alerts: stream::Config = read_json(&dir.join("streams/alerts.json"))?;
+        let dead: stream::Config = read_json(&dir.join("streams/deadletter.json"))?;
         let mut consumers = Vec::new();
         for (stream, names) in
             [(READINGS, ["persister", "alerter"].as_slice()), (ALERTS, ["alert-projector"].as_slice())]
@@ -66,7 +70,15 @@ impl Topology {
                 consumers.push((stream.to_owned(), read_json(&path)?));
             }
         }
-        Ok(Topology { streams: vec![readings, alerts], consumers })
+        Ok(Topology { streams: vec![readings, alerts, dead], consumers })
+    }
+
+    /// Keeps every stream on `n` servers of a cluster (1 on a single server).
+    /// Consumers follow their stream's replica count.
+    pub fn set_replicas(&mut self, n: usize) {
+        for s in &mut self.streams {
+            s.num_replicas = n.max(1);
+        }
     }
 
     /// The consumer named `durable`, to adjust before applying (tests shorten `ack_wait`).

@@ -33,6 +33,9 @@ pub fn decode_payload(tag: &Tag, payload: &[u8], broker_ms: i64) -> Reading {
         bare @ (Json::Number(_) | Json::String(_)) => {
             let mut reading = Reading::number(tag.clone(), broker_ms, 0.0);
             apply_value(&mut reading, Some(&bare), "value");
+            if reading.status == Status::Error {
+                reading.raw = Some(payload.to_vec());
+            }
             reading
         }
         other => {
@@ -272,6 +275,16 @@ mod tests {
             assert_eq!(r.raw.as_deref(), Some(payload));
             assert!(r.reason.is_some());
             assert_eq!(r.ts_ms, BROKER);
+        }
+    }
+
+    #[test]
+    fn blank_bare_strings_keep_their_bytes() {
+        // Found by the `decode_payload` fuzz target: a bare blank JSON string was an error without its bytes.
+        for payload in [&b"\"\""[..], b" \r \"\"", b"\"   \""] {
+            let r = decode_payload(&tag(), payload, BROKER);
+            assert_eq!((r.status, r.reason.as_deref()), (Status::Error, Some("`value` is empty")));
+            assert_eq!(r.raw.as_deref(), Some(payload));
         }
     }
 

@@ -54,7 +54,7 @@ pub struct SensorDescription {
 /// Why a description is refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum DescriptionError {
-    #[error("{field} is at most 200 bytes")]
+    #[error("{field} is at most 200 characters")]
     TooLong { field: &'static str },
     #[error("location must have lat in [-90, 90] and lon in [-180, 180]")]
     BadLocation,
@@ -69,7 +69,8 @@ impl SensorDescription {
 
     pub fn validate(&self) -> Result<(), DescriptionError> {
         for (field, value) in [("name", &self.name), ("unit", &self.unit)] {
-            if value.as_ref().is_some_and(|v| v.len() > 200) {
+            // Characters, not bytes: the limit the API documents as `maxLength`.
+            if value.as_ref().is_some_and(|v| v.chars().count() > 200) {
                 return Err(DescriptionError::TooLong { field });
             }
         }
@@ -139,5 +140,10 @@ mod tests {
         let mut far = describe(vec![]);
         far.location = Some(Location { lat: 91.0, lon: 0.0 });
         assert_eq!(far.validate(), Err(DescriptionError::BadLocation));
+        let mut long = describe(vec![]);
+        long.name = Some("é".repeat(200));
+        assert_eq!(long.validate(), Ok(()), "200 two-byte characters fit");
+        long.name = Some("é".repeat(201));
+        assert_eq!(long.validate(), Err(DescriptionError::TooLong { field: "name" }));
     }
 }

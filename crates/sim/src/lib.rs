@@ -102,6 +102,11 @@ pub fn fleet(config: &SimConfig) -> Result<Vec<Tag>, SimError> {
         .collect()
 }
 
+/// How long one message is retried (same message id, backoff) before the
+/// simulator gives up: long enough to ride out a NATS restart or a leader
+/// election, well inside the stream's 2-minute duplicate window.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
 /// Runs the simulator until `count`, `duration` or `stop`.
 pub async fn run(publisher: Publisher, config: SimConfig, stop: CancellationToken) -> Result<SimReport, SimError> {
     let range_ok = config.min.partial_cmp(&config.max) == Some(std::cmp::Ordering::Less);
@@ -162,13 +167,13 @@ pub async fn run(publisher: Publisher, config: SimConfig, stop: CancellationToke
                 let tag = &sensors[i].tag;
                 (tag.to_string(), None, device_payload(tag, v, now_ms, messages))
             };
-            let ack = publisher.send(subject, headers, payload, Some(&message_id)).await?;
-            in_flight.push(std::future::IntoFuture::into_future(ack));
+            let p = publisher.clone();
+            in_flight.push(async move { p.publish_retrying(subject, headers, payload, &message_id, PATIENCE).await });
             readings += n as u64;
             messages += 1;
             while in_flight.len() >= config.max_in_flight.max(1) {
                 if let Some(Err(e)) = in_flight.next().await {
-                    return Err(vigia_bus::PublishError { subject: "readings".into(), reason: e.to_string() }.into());
+                    return Err(e.into());
                 }
             }
             if stop.is_cancelled() {
@@ -176,9 +181,7 @@ pub async fn run(publisher: Publisher, config: SimConfig, stop: CancellationToke
             }
         }
         while let Some(Some(done)) = futures::FutureExt::now_or_never(in_flight.next()) {
-            if let Err(e) = done {
-                return Err(vigia_bus::PublishError { subject: "readings".into(), reason: e.to_string() }.into());
-            }
+            done?;
         }
         if last_report.0.elapsed() >= Duration::from_secs(5) {
             let rate = (readings - last_report.1) as f64 / last_report.0.elapsed().as_secs_f64();
@@ -190,9 +193,7 @@ pub async fn run(publisher: Publisher, config: SimConfig, stop: CancellationToke
         }
     }
     while let Some(done) = in_flight.next().await {
-        if let Err(e) = done {
-            return Err(vigia_bus::PublishError { subject: "readings".into(), reason: e.to_string() }.into());
-        }
+        done?;
     }
     let report = SimReport { readings, messages, elapsed: started.elapsed() };
     tracing::info!(readings, messages, secs = report.elapsed.as_secs_f64(), "Simulator stopped.");

@@ -67,7 +67,7 @@ impl Store {
             .query("SELECT * FROM block WHERE tag = $tag AND start >= $from AND start < $to")
             .bind(("tag", tag.to_owned()))
             .bind(("from", day))
-            .bind(("to", day + DAY_MS))
+            .bind(("to", day.saturating_add(DAY_MS)))
             .await?
             .check()?
             .take(0)?;

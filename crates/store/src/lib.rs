@@ -7,8 +7,10 @@
 //! ever spliced into SurrealQL.
 
 mod alerts;
+mod bare;
 mod change;
 mod commit;
+mod dead;
 mod meta;
 mod read;
 mod rows;
@@ -20,6 +22,7 @@ use surrealdb::engine::any::Any;
 pub use alerts::AlertRecord;
 pub use change::ChangeOutcome;
 pub use commit::Layout;
+pub use dead::DeadLetter;
 pub use meta::SensorMetaRow;
 pub use read::{CounterRow, RollupRow, SensorRow};
 pub use stats::{MAX_BUCKETS, TrafficRow};
@@ -89,6 +92,15 @@ impl Store {
         db.use_ns(&config.namespace).use_db(&config.database).await?;
         db.query(SCHEMA).await?.check()?;
         Ok(Store { db })
+    }
+
+    /// Runs SurrealQL as it is, for fault-injection tests and one-off operator
+    /// work (a schema change, a repair). Projections never use it: they write
+    /// through [`Store::commit`] with bound parameters only.
+    #[doc(hidden)]
+    pub async fn execute_unchecked(&self, surql: &str) -> Result<(), StoreError> {
+        self.db.query(surql.to_owned()).await?.check()?;
+        Ok(())
     }
 
     /// Whether the store answers a trivial query.

@@ -56,6 +56,26 @@ impl Store {
         Ok(rows)
     }
 
+    /// Rollups of `tags` covering `[from, to]` with the fewest records: day
+    /// rollups for the whole days inside, hour rollups for the partial days at
+    /// both ends. `from` should fall on an hour. Ordered by tag, then bucket.
+    pub async fn rollups_covering(&self, tags: &[String], from: i64, to: i64) -> Result<Vec<RollupRow>, StoreError> {
+        const HOUR: i64 = 3_600_000;
+        const DAY: i64 = 86_400_000;
+        let first_day = from.div_euclid(DAY) * DAY + if from.rem_euclid(DAY) == 0 { 0 } else { DAY };
+        let last_day = to.div_euclid(DAY) * DAY;
+        let mut rows = Vec::new();
+        if first_day < last_day {
+            rows.extend(self.rollups_of(tags, "d", DAY, first_day, last_day).await?);
+            rows.extend(self.rollups_of(tags, "h", HOUR, from, first_day).await?);
+            rows.extend(self.rollups_of(tags, "h", HOUR, last_day, to + 1).await?);
+        } else {
+            rows.extend(self.rollups_of(tags, "h", HOUR, from, to + 1).await?);
+        }
+        rows.sort_by(|a, b| (&a.tag, a.bucket).cmp(&(&b.tag, b.bucket)));
+        Ok(rows)
+    }
+
     /// Traffic buckets (`m` or `h`) starting in `[from, to)`, every root.
     pub async fn traffic(&self, grain: &str, from: i64, to: i64) -> Result<Vec<TrafficRow>, StoreError> {
         let rows = self

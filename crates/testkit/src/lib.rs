@@ -2,7 +2,15 @@
 //!
 //! `NatsServer::start()` runs a real `nats-server` with JetStream on a random
 //! loopback port and a temporary store directory, and kills it on drop
-//! (after the style of nats.rs's own test crate). There are no mocks here.
+//! (after the style of nats.rs's own test crate). `Browser::start()` runs a
+//! headless Chromium over WebDriver for the dashboard's tests. There are no
+//! mocks here.
+
+mod browser;
+mod cluster;
+
+pub use browser::Browser;
+pub use cluster::NatsCluster;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -14,6 +22,7 @@ pub struct NatsServer {
     child: Child,
     url: String,
     mqtt_port: Option<u16>,
+    env: Vec<(String, String)>,
     _dir: tempfile::TempDir,
 }
 
@@ -24,15 +33,22 @@ impl NatsServer {
     /// When `nats-server` is not installed or does not come up: tests must
     /// fail loudly, never skip.
     pub fn start() -> NatsServer {
-        Self::start_with(false)
+        Self::start_with(false, "", &[])
     }
 
     /// Like [`NatsServer::start`], with the MQTT listener on a random port too.
     pub fn start_with_mqtt() -> NatsServer {
-        Self::start_with(true)
+        Self::start_with(true, "", &[])
     }
 
-    fn start_with(mqtt: bool) -> NatsServer {
+    /// Like [`NatsServer::start`], with `extra` appended to the configuration
+    /// (e.g. the text of `nats/accounts.conf`) and `env` set for the server,
+    /// which resolves `$VARIABLES` in its configuration from it.
+    pub fn start_with_conf(extra: &str, env: &[(&str, &str)]) -> NatsServer {
+        Self::start_with(false, extra, env)
+    }
+
+    fn start_with(mqtt: bool, extra: &str, env: &[(&str, &str)]) -> NatsServer {
         let dir = tempfile::tempdir().expect("temp dir for nats-server");
         let store = dir.path().join("js");
         let mut conf = format!(
@@ -43,24 +59,29 @@ impl NatsServer {
         if let Some(port) = mqtt_port {
             conf.push_str(&format!("mqtt {{ listen: 127.0.0.1:{port} }}\n"));
         }
+        conf.push_str(extra);
+        conf.push('\n');
         let conf_path = dir.path().join("nats.conf");
         std::fs::write(&conf_path, conf).expect("write nats.conf");
-        let child = Command::new("nats-server")
-            .arg("-c")
-            .arg(&conf_path)
-            .arg("--ports_file_dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start nats-server ({e}). Install it: `apt-get install -y nats-server` \
-                     (Debian/Ubuntu) or put a nats-server 2.9+ binary on PATH."
-                )
-            });
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let child = spawn(&conf_path, dir.path(), &env);
         let url = wait_for_ports_file(dir.path(), child.id());
-        NatsServer { child, url, mqtt_port, _dir: dir }
+        NatsServer { child, url, mqtt_port, env, _dir: dir }
+    }
+
+    /// Kills the server (SIGKILL, no goodbye) and starts it again on the same
+    /// port with the same JetStream store, as after a crash.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let port = self.url.rsplit(':').next().expect("url has a port").to_owned();
+        let conf_path = self.dir().join("nats.conf");
+        let conf = std::fs::read_to_string(&conf_path).expect("read nats.conf");
+        std::fs::write(&conf_path, conf.replace("listen: 127.0.0.1:-1", &format!("listen: 127.0.0.1:{port}")))
+            .expect("write nats.conf");
+        self.child = spawn(&conf_path, self.dir(), &self.env);
+        let url = wait_for_ports_file(self.dir(), self.child.id());
+        assert_eq!(url, self.url, "nats-server came back on the same port");
     }
 
     /// `nats://127.0.0.1:<port>`.
@@ -84,6 +105,24 @@ impl Drop for NatsServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+fn spawn(conf_path: &Path, dir: &Path, env: &[(String, String)]) -> Child {
+    Command::new("nats-server")
+        .arg("-c")
+        .arg(conf_path)
+        .arg("--ports_file_dir")
+        .arg(dir)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start nats-server ({e}). Install it: `apt-get install -y nats-server` \
+                 (Debian/Ubuntu) or put a nats-server 2.9+ binary on PATH."
+            )
+        })
 }
 
 fn wait_for_ports_file(dir: &Path, pid: u32) -> String {

@@ -26,8 +26,11 @@ pub struct Parts {
 
 /// Loads the topology from `nats/` with the configured roots.
 pub fn topology(config: &Config) -> anyhow::Result<Topology> {
-    Topology::load(&config.nats.dir, &config.nats.roots)
-        .with_context(|| format!("failed to load stream and consumer definitions from {}", config.nats.dir.display()))
+    let mut topology = Topology::load(&config.nats.dir, &config.nats.roots).with_context(|| {
+        format!("failed to load stream and consumer definitions from {}", config.nats.dir.display())
+    })?;
+    topology.set_replicas(config.nats.replicas);
+    Ok(topology)
 }
 
 /// Creates or updates the streams and consumers.
@@ -88,9 +91,9 @@ pub async fn run(
         if state.auth.tokens.is_empty() {
             tracing::warn!("No API tokens configured: anyone who reaches the API may write. See [http.tokens].");
         }
-        let t = stop.clone();
+        let (t, limits) = (stop.clone(), config.http.limits());
         tasks.spawn(async move {
-            let served = vigia_api::serve(listener, state, t.cancelled_owned()).await;
+            let served = vigia_api::serve(listener, state, limits, t.cancelled_owned()).await;
             ("http", served.context("HTTP server failed"))
         });
     }

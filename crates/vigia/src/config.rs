@@ -17,6 +17,10 @@ use vigia_domain::Rule;
 pub struct Secret(String);
 
 impl Secret {
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -52,6 +56,38 @@ pub struct NatsConfig {
     pub data_dir: PathBuf,
     /// Roots the readings stream captures as `<root>.>`.
     pub roots: Vec<String>,
+    /// Servers each stream is kept on: 1 on one server, 3 on the cluster of `nats/cluster/`.
+    pub replicas: usize,
+    /// The service user of `nats/accounts.conf`; anonymous when absent.
+    pub user: Option<String>,
+    /// Its password; set it through `VIGIA_NATS__PASSWORD`, never in a file.
+    pub password: Option<Secret>,
+    /// Require TLS; implied by `tls://` URLs and by the files below.
+    pub tls: bool,
+    /// PEM file of a private CA that signed the server's certificate.
+    pub tls_ca: Option<PathBuf>,
+    /// PEM client certificate and key, for servers with `verify: true`.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+}
+
+impl NatsConfig {
+    /// The user, password and TLS settings to connect with.
+    pub fn access(&self) -> vigia_bus::Access {
+        let credentials = self.user.as_ref().map(|user| vigia_bus::Credentials {
+            user: user.clone(),
+            password: self.password.as_ref().map(|p| p.expose().to_owned()).unwrap_or_default(),
+        });
+        let wants_tls = self.tls
+            || self.url.split(',').any(|u| u.trim().starts_with("tls://"))
+            || self.tls_ca.is_some()
+            || self.tls_cert.is_some();
+        let tls = wants_tls.then(|| vigia_bus::Tls {
+            ca: self.tls_ca.clone(),
+            client_cert: self.tls_cert.clone().zip(self.tls_key.clone()),
+        });
+        vigia_bus::Access { credentials, tls }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -73,6 +109,19 @@ pub struct HttpConfig {
     pub open_reads: bool,
     /// API tokens; none means the API is open (development only).
     pub tokens: Vec<TokenConfig>,
+    /// Longest wait for a request head, and for the next request on an idle connection.
+    pub header_timeout_ms: u64,
+    /// Longest pause between two chunks of a request body.
+    pub body_timeout_ms: u64,
+}
+
+impl HttpConfig {
+    pub fn limits(&self) -> vigia_api::Limits {
+        vigia_api::Limits {
+            header_timeout: Duration::from_millis(self.header_timeout_ms),
+            body_idle_timeout: Duration::from_millis(self.body_timeout_ms),
+        }
+    }
 }
 
 /// One API token, by its SHA-256 (`vigia token new` prints one).
@@ -167,6 +216,13 @@ impl Default for Config {
                 dir: "nats".into(),
                 data_dir: "data/nats".into(),
                 roots: vec!["brasil".into()],
+                replicas: 1,
+                user: None,
+                password: None,
+                tls: false,
+                tls_ca: None,
+                tls_cert: None,
+                tls_key: None,
             },
             store: StoreSection {
                 url: "surrealkv://data/db".into(),
@@ -175,7 +231,13 @@ impl Default for Config {
                 username: None,
                 password: None,
             },
-            http: HttpConfig { listen: "127.0.0.1:8080".into(), open_reads: true, tokens: Vec::new() },
+            http: HttpConfig {
+                listen: "127.0.0.1:8080".into(),
+                open_reads: true,
+                tokens: Vec::new(),
+                header_timeout_ms: 10_000,
+                body_timeout_ms: 30_000,
+            },
             persister: PersisterConfig { batch_size: 5000, batch_wait_ms: 50 },
             alerts: AlertsConfig { rules: Rule::default_rules() },
             sim: SimSection {
@@ -217,10 +279,14 @@ impl Config {
         for root in &self.nats.roots {
             let ok = !root.is_empty() && root.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
             anyhow::ensure!(
-                ok && !root.starts_with('_') && root != "alerts",
-                "nats.roots: `{root}` is not a root: one token of [A-Za-z0-9_-], not starting with `_` and not `alerts`"
+                ok && !root.starts_with('_') && root != "alerts" && root != "deadletter",
+                "nats.roots: `{root}` is not a root: one token of [A-Za-z0-9_-], not starting with `_`, not `alerts` nor `deadletter`"
             );
         }
+        anyhow::ensure!(
+            self.nats.tls_cert.is_some() == self.nats.tls_key.is_some(),
+            "nats.tls_cert and nats.tls_key go together: set both (PEM files) or neither"
+        );
         anyhow::ensure!(self.persister.batch_size > 0, "persister.batch_size must be at least 1");
         Ok(())
     }

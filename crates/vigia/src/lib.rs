@@ -4,6 +4,7 @@
 //! so tests run the same code with their own NATS, store and listener.
 
 pub mod app;
+pub mod bench;
 pub mod check;
 pub mod config;
 pub mod nats_server;

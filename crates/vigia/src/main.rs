@@ -45,6 +45,8 @@ enum Command {
     },
     /// Check that counters, rollups and registry equal a scan of the stored events.
     Verify,
+    /// Measure the pipeline end to end on a private nats-server and temporary stores (docs/performance.md).
+    Bench(BenchArgs),
     /// Write the OpenAPI document.
     Openapi {
         #[arg(long, default_value = "openapi/openapi.json")]
@@ -53,6 +55,25 @@ enum Command {
     /// Make an API token, or hash one for `[[http.tokens]]`.
     #[command(subcommand)]
     Token(TokenCommand),
+}
+
+#[derive(clap::Args, Debug)]
+struct BenchArgs {
+    /// Simulated sensors.
+    #[arg(long, default_value_t = 2000)]
+    sensors: usize,
+    /// Readings published in the throughput phase.
+    #[arg(long, default_value_t = 200_000)]
+    events: u64,
+    /// Readings per message: 1 is the device path, e.g. 500 is batched ingest.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Readings per second during the latency phase.
+    #[arg(long, default_value_t = 2000.0)]
+    latency_rate: f64,
+    /// Seconds the latency phase lasts.
+    #[arg(long, default_value_t = 20.0)]
+    latency_seconds: f64,
 }
 
 #[derive(Subcommand, Debug)]
@@ -157,6 +178,17 @@ async fn main() -> anyhow::Result<()> {
     }
     let config = Config::load(cli.config.as_deref())?;
     init_tracing(&config);
+    if let Command::Bench(args) = &cli.command {
+        let options = vigia::bench::BenchOptions {
+            sensors: args.sensors,
+            events: args.events,
+            batch: args.batch,
+            latency_rate: args.latency_rate,
+            latency_time: Duration::from_secs_f64(args.latency_seconds),
+        };
+        println!("{}", vigia::bench::run(&config, options).await?);
+        return Ok(());
+    }
     let stop = CancellationToken::new();
     {
         let stop = stop.clone();
@@ -263,6 +295,6 @@ async fn main() -> anyhow::Result<()> {
                 anyhow::bail!("{} mismatches over {} events", report.mismatches.len(), report.events)
             }
         }
-        Command::Openapi { .. } | Command::Token(_) => unreachable!("handled above"),
+        Command::Openapi { .. } | Command::Token(_) | Command::Bench(_) => unreachable!("handled above"),
     }
 }

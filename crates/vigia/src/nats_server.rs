@@ -33,7 +33,8 @@ impl NatsChild {
 
 /// Connects to NATS, starting a child server when allowed and needed.
 pub async fn connect_or_spawn(config: &NatsConfig, allow_spawn: bool) -> anyhow::Result<(Bus, Option<NatsChild>)> {
-    let first = match Bus::connect(&config.url).await {
+    let access = config.access();
+    let first = match Bus::connect_as(&config.url, &access).await {
         Ok(bus) => return Ok((bus, None)),
         Err(e) => e,
     };
@@ -68,7 +69,7 @@ pub async fn connect_or_spawn(config: &NatsConfig, allow_spawn: bool) -> anyhow:
         if let Some(status) = child.try_wait()? {
             bail!("nats-server exited at start ({status}); see its messages above (is the MQTT port 1883 taken?)");
         }
-        if let Ok(bus) = Bus::connect(&config.url).await {
+        if let Ok(bus) = Bus::connect_as(&config.url, &access).await {
             return Ok((bus, Some(NatsChild { child })));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -47,9 +47,14 @@ pub async fn replay(bus: &Bus, store: &Store, batch: usize) -> anyhow::Result<Re
                 report.events += applied.events;
             } else {
                 for d in &deliveries {
-                    if let Some(applied) = crate::workers::projector::apply_message(store, d).await {
-                        applied?;
-                        report.alerts += 1;
+                    match crate::workers::projector::apply_message(store, d).await {
+                        Ok(applied) => {
+                            applied?;
+                            report.alerts += 1;
+                        }
+                        Err(reason) => {
+                            store.record_dead_letter(&crate::workers::projector::dead_letter(d, &reason)).await?;
+                        }
                     }
                 }
             }

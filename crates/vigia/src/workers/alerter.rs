@@ -47,9 +47,16 @@ impl Alerter {
         if !self.states.contains_key(tag) {
             let subject = format!("alerts.{tag}");
             let state = match self.alerts.get_last_raw_message_by_subject(&subject).await {
-                Ok(msg) => serde_json::from_slice::<AlertEvent>(&msg.payload)
-                    .map(|e| e.state)
-                    .with_context(|| format!("last event on {subject} is not an alert event"))?,
+                Ok(msg) => match serde_json::from_slice::<AlertEvent>(&msg.payload) {
+                    Ok(e) => e.state,
+                    // Stalling every tag's alerts on one bad message would be worse than
+                    // judging this tag afresh; the message itself is dead-lettered by the
+                    // alert projector and shows in /api/v1/dead-letters.
+                    Err(e) => {
+                        tracing::error!(%subject, error = %e, "The last event is not an alert event; judging the tag afresh.");
+                        AlertState::default()
+                    }
+                },
                 Err(e)
                     if matches!(e.kind(), async_nats::jetstream::stream::LastRawMessageErrorKind::NoMessageFound) =>
                 {
@@ -65,11 +72,13 @@ impl Alerter {
     /// The rules in force: the last `RulesSet` on `alerts._rules`, else the configured ones.
     async fn rules_now(&self) -> anyhow::Result<Vec<Rule>> {
         match self.bus.last_on(ALERTS, RULES_SUBJECT).await? {
-            Some(m) => {
-                let set: RulesSet =
-                    serde_json::from_slice(&m.payload).context("the last rules message is not a RulesSet")?;
-                Ok(set.rules)
-            }
+            Some(m) => match serde_json::from_slice::<RulesSet>(&m.payload) {
+                Ok(set) => Ok(set.rules),
+                Err(e) => {
+                    tracing::error!(error = %e, "The last message on {RULES_SUBJECT} is not a RulesSet; using the configured rules.");
+                    Ok(self.rules.clone())
+                }
+            },
             None => Ok(self.rules.clone()),
         }
     }

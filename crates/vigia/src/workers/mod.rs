@@ -3,6 +3,7 @@
 //! hand before it honours a stop.
 
 pub mod alerter;
+mod isolate;
 pub mod persister;
 pub mod projector;
 

@@ -13,7 +13,7 @@ use vigia_bus::{Batcher, Bus, Delivery, READINGS};
 use vigia_domain::{Change, EventId, LogEvent, Projection, StoredEvent, Tag, decode_message};
 use vigia_store::{ChangeOutcome, Store, StoreError};
 
-use super::{ack_all, retry_backoff};
+use super::{ack_all, isolate, retry_backoff};
 
 /// Ledger key of the readings projection.
 pub use vigia_store::READINGS_LEDGER;
@@ -34,6 +34,14 @@ pub struct Applied {
     pub skipped: usize,
 }
 
+impl Applied {
+    pub(crate) fn add(&mut self, other: Applied) {
+        self.messages += other.messages;
+        self.events += other.events;
+        self.skipped += other.skipped;
+    }
+}
+
 /// Decodes a delivered message into events with their log ids.
 pub fn events_of(seq: u64, d: &Delivery) -> Vec<StoredEvent> {
     let readings = decode_message(d.subject(), d.event(), d.version(), d.payload(), d.published_ms).into_readings();
@@ -48,11 +56,7 @@ pub fn events_of(seq: u64, d: &Delivery) -> Vec<StoredEvent> {
 /// transaction each, every correction or retraction in its own, in log order.
 pub async fn apply_batch(store: &Store, ledger_key: &str, batch: &[Delivery]) -> Result<Applied, StoreError> {
     let mut total = Applied::default();
-    let mut add = |a: Applied| {
-        total.messages += a.messages;
-        total.events += a.events;
-        total.skipped += a.skipped;
-    };
+    let mut add = |a: Applied| total.add(a);
     let mut start = 0;
     for (i, d) in batch.iter().enumerate() {
         if let LogEvent::Change(tag, change) =
@@ -109,13 +113,23 @@ async fn apply_change(
 /// Retries on conflicts with other writers; other errors are returned.
 async fn apply_readings(store: &Store, ledger_key: &str, batch: &[Delivery]) -> Result<Applied, StoreError> {
     let decoded: Vec<(u64, Vec<StoredEvent>)> = batch.iter().map(|d| (d.seq, events_of(d.seq, d))).collect();
+    commit_decoded(store, ledger_key, &decoded).await
+}
+
+/// Commits messages as the given events (none marks a message applied
+/// without events), skipping those the ledger holds, in one transaction.
+pub(crate) async fn commit_decoded(
+    store: &Store,
+    ledger_key: &str,
+    decoded: &[(u64, Vec<StoredEvent>)],
+) -> Result<Applied, StoreError> {
     let mut conflicts = 0u32;
     loop {
         let ledger = store.ledger(ledger_key).await?;
         let mut next = ledger.clone();
         let mut events = Vec::new();
-        let mut applied = Applied { messages: batch.len(), ..Applied::default() };
-        for (seq, evs) in &decoded {
+        let mut applied = Applied { messages: decoded.len(), ..Applied::default() };
+        for (seq, evs) in decoded {
             if next.contains(*seq) {
                 applied.skipped += 1;
                 continue;
@@ -149,7 +163,13 @@ pub async fn run(bus: &Bus, store: &Store, options: BatchOptions, stop: Cancella
         let mut attempt = 0u32;
         let applied = loop {
             let started = std::time::Instant::now();
-            match apply_batch(store, READINGS_LEDGER, &batch).await {
+            let result = match attempt {
+                // A batch the store keeps refusing may hold one message it will
+                // never take: find it, if the store still takes other writes.
+                a if a >= isolate::AFTER_ATTEMPTS => isolate::apply(bus, store, READINGS_LEDGER, &batch).await,
+                _ => apply_batch(store, READINGS_LEDGER, &batch).await.map_err(anyhow::Error::from),
+            };
+            match result {
                 Ok(applied) => {
                     vigia_api::PERSISTER.batch(applied.events, started.elapsed());
                     break Some(applied);
@@ -157,7 +177,7 @@ pub async fn run(bus: &Bus, store: &Store, options: BatchOptions, stop: Cancella
                 Err(e) => {
                     vigia_api::PERSISTER.store_error();
                     attempt += 1;
-                    tracing::warn!(error = %e, attempt, "Store write failed; the batch stays in JetStream and will be retried.");
+                    tracing::warn!(error = %format_args!("{e:#}"), attempt, "Store write failed; the batch stays in JetStream and will be retried.");
                     if !retry_backoff(bus, &batch, attempt, &stop).await {
                         break None;
                     }

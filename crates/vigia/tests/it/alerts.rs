@@ -76,3 +76,57 @@ async fn redelivered_readings_raise_nothing_twice() {
     .await;
     running.shutdown().await;
 }
+
+#[tokio::test]
+async fn unreadable_alert_messages_are_dead_lettered_not_dropped() {
+    let env = TestEnv::start().await;
+    let (running, base) = env.serve().await;
+    env.publish_raw("alerts.brasil.sul.s1", b"\xff not an alert").await;
+    let mut headers = vigia_bus::HeaderMap::new();
+    headers.insert(vigia_domain::EVENT_HEADER, vigia_domain::ALERT_ACKNOWLEDGED);
+    env.bus
+        .jetstream()
+        .publish_with_headers("alerts._ack.brasil.sul.s1", headers, "{}".into())
+        .await
+        .expect("publish")
+        .await
+        .expect("acked");
+    let mut headers = vigia_bus::HeaderMap::new();
+    headers.insert(vigia_domain::EVENT_HEADER, vigia_domain::RULES_SET);
+    env.bus.jetstream().publish_with_headers("alerts._rules", headers, "[".into()).await.unwrap().await.unwrap();
+    // The alerter judges afresh (configured rules, no known state) rather than stall.
+    publish_values(&env, "brasil.sul.s1", &[75.0]).await;
+    env.drained(READINGS, "alerter").await;
+    env.drained(ALERTS, "alert-projector").await;
+    let alerts = env.store.alerts(None).await.unwrap();
+    assert_eq!(alerts.len(), 1, "the alerter and the projector went on past the unreadable messages");
+    assert_eq!((alerts[0].rule.as_str(), alerts[0].status.as_str()), ("value-above-50", "open"));
+
+    let dead: serde_json::Value =
+        reqwest::get(format!("{base}/api/v1/dead-letters")).await.unwrap().json().await.expect("JSON");
+    let dead = dead.as_array().expect("a list");
+    assert_eq!(dead.len(), 3, "{dead:#?}");
+    let by_subject = |s: &str| dead.iter().find(|d| d["subject"] == s).unwrap_or_else(|| panic!("{s} in {dead:#?}"));
+    let garbage = by_subject("alerts.brasil.sul.s1");
+    assert_eq!((&garbage["stream"], &garbage["consumer"]), (&"ALERTS".into(), &"alert-projector".into()));
+    assert!(garbage["reason"].as_str().unwrap().starts_with("not an alert event"), "{garbage}");
+    assert_eq!(garbage["raw_hex"], hex(b"\xff not an alert"));
+    let ack = by_subject("alerts._ack.brasil.sul.s1");
+    assert!(ack["reason"].as_str().unwrap().starts_with("not an acknowledgement"), "{ack}");
+    assert_eq!(ack["raw"], "{}");
+    assert!(by_subject("alerts._rules")["reason"].as_str().unwrap().starts_with("not a rules set"));
+
+    // The same three on the DEADLETTER stream, with where they came from.
+    let mut stream = env.bus.jetstream().get_stream(vigia_bus::DEADLETTER).await.expect("DEADLETTER stream");
+    assert_eq!(stream.info().await.unwrap().state.messages, 3);
+    let last =
+        stream.get_last_raw_message_by_subject("deadletter.alerts.alert-projector").await.expect("a dead letter");
+    assert_eq!(last.headers.get(vigia_bus::DEAD_SUBJECT).map(|v| v.as_str()), Some("alerts._rules"));
+    assert_eq!(last.headers.get(vigia_bus::DEAD_STREAM).map(|v| v.as_str()), Some("ALERTS"));
+    assert_eq!(last.payload.as_ref(), b"[");
+    running.shutdown().await;
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

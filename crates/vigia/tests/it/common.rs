@@ -2,9 +2,11 @@
 //! (`mem://`) per test, and the real workers from the library.
 
 use std::future::Future;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::PullConsumer;
+use tokio::sync::{OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock};
 use tokio_util::sync::CancellationToken;
 use vigia::app::{self, Parts};
 use vigia::config::Config;
@@ -12,7 +14,31 @@ use vigia_bus::{Bus, Topology};
 use vigia_store::{Store, StoreConfig};
 use vigia_testkit::{NatsServer, workspace_root};
 
+/// Tests that load the whole machine (a browser, child processes, a cluster,
+/// thousands of connections) take their turn alone; the others share it. On
+/// a 2-core machine a light test next to a heavy one can be starved for many
+/// seconds, and its bounded waits would then fail for reasons that are not bugs.
+static TURNS: LazyLock<Arc<RwLock<()>>> = LazyLock::new(|| Arc::new(RwLock::new(())));
+
+/// A test's turn; held until dropped.
+pub(crate) enum Turn {
+    Shared(#[allow(dead_code)] OwnedRwLockReadGuard<()>),
+    Alone(#[allow(dead_code)] OwnedRwLockWriteGuard<()>),
+}
+
+/// A turn alongside other light tests.
+pub(crate) async fn shared_turn() -> Turn {
+    Turn::Shared(TURNS.clone().read_owned().await)
+}
+
+/// A turn with no other test running, for heavy tests.
+pub(crate) async fn alone() -> Turn {
+    Turn::Alone(TURNS.clone().write_owned().await)
+}
+
 pub(crate) struct TestEnv {
+    /// Dropped last: the test's turn (see [`alone`]).
+    _turn: Turn,
     /// Kept alive for the test; dropping it kills the server.
     _nats: NatsServer,
     pub bus: Bus,
@@ -38,16 +64,32 @@ pub(crate) fn test_config(url: &str) -> Config {
 impl TestEnv {
     /// A fresh nats-server with the topology applied (short ack waits) and an empty store.
     pub(crate) async fn start() -> TestEnv {
-        let nats = NatsServer::start();
-        let config = test_config(nats.url());
-        let bus = Bus::connect(nats.url()).await.expect("connect to test nats-server");
+        TestEnv::start_on(NatsServer::start(), |_| {}).await
+    }
+
+    /// Like [`TestEnv::start`], for a heavy test that runs with no other test.
+    pub(crate) async fn start_alone() -> TestEnv {
+        let turn = alone().await;
+        TestEnv::start_in(turn, NatsServer::start(), |_| {}).await
+    }
+
+    /// Like [`TestEnv::start`] on a given server, with the NATS settings
+    /// (user, TLS) that `configure` sets.
+    pub(crate) async fn start_on(nats: NatsServer, configure: impl FnOnce(&mut Config)) -> TestEnv {
+        TestEnv::start_in(shared_turn().await, nats, configure).await
+    }
+
+    async fn start_in(turn: Turn, nats: NatsServer, configure: impl FnOnce(&mut Config)) -> TestEnv {
+        let mut config = test_config(nats.url());
+        configure(&mut config);
+        let bus = Bus::connect_as(&config.nats.url, &config.nats.access()).await.expect("connect to test nats-server");
         let mut topology = Topology::load(&config.nats.dir, &config.nats.roots).expect("nats/ definitions load");
         for name in ["persister", "alerter", "alert-projector"] {
             topology.consumer_mut(name).expect("consumer defined").ack_wait = TEST_ACK_WAIT;
         }
         topology.apply(bus.jetstream()).await.expect("topology applies");
         let store = Store::open(&StoreConfig::memory()).await.expect("embedded SurrealDB opens");
-        TestEnv { _nats: nats, bus, store, config }
+        TestEnv { _turn: turn, _nats: nats, bus, store, config }
     }
 
     /// Runs the persister, the alerter and the HTTP API; returns them and the API's base URL.

@@ -2,9 +2,17 @@
 //! starts its own nats-server and embedded SurrealDB.
 
 mod alerts;
+mod any_bytes;
 mod api;
+mod child;
 mod common;
+mod dashboard;
 mod exactly_once;
+mod faults;
 mod lifecycle;
 mod openapi;
 mod pipeline;
+mod security;
+mod slow_clients;
+mod store_faults;
+mod tls;

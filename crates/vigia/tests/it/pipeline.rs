@@ -134,3 +134,26 @@ async fn garbage_is_stored_as_errors_with_reason_and_raw_bytes() {
     assert_consistent(&env.store).await;
     running.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_correction_at_the_end_of_time_is_applied_without_stopping_the_persister() {
+    let env = TestEnv::start().await;
+    // Devices may send any timestamp; this one saturates to the last millisecond there is.
+    let seq = env.publish_raw("brasil.sul.far", br#"{"value": 1, "timestamp": 1e99}"#).await;
+    let running = env.run(persister_only());
+    env.drained(vigia_bus::READINGS, "persister").await;
+    let ts = env.store.events_of("brasil.sul.far").await.unwrap()[0].reading.ts_ms;
+    assert_eq!(ts, i64::MAX);
+    // A correction straight on the log (the API refuses such times; the log cannot).
+    let mut headers = vigia_bus::HeaderMap::new();
+    headers.insert(vigia_domain::EVENT_HEADER, vigia_domain::READING_CORRECTED);
+    headers.insert(vigia_domain::VERSION_HEADER, "1");
+    let body = format!(r#"{{"v": 1, "target": {{"seq": {seq}, "idx": 0}}, "ts": {ts}, "value": 2}}"#);
+    let ack = env.bus.jetstream().publish_with_headers("brasil.sul.far", headers, body.into()).await.unwrap();
+    ack.await.expect("the stream acks the correction");
+    env.drained(vigia_bus::READINGS, "persister").await;
+    let events = env.store.events_of("brasil.sul.far").await.unwrap();
+    assert_eq!(events[0].reading.value, Value::Number(2.0), "{events:?}");
+    assert_eq!(assert_consistent(&env.store).await, 1);
+    running.shutdown().await;
+}

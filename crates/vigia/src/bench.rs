@@ -1,0 +1,305 @@
+//! `vigia bench`: the end-to-end harness. Numbers come from here and from the
+//! criterion benches, never from `cargo test`.
+//!
+//! Everything runs on a private `nats-server -js` (free loopback port,
+//! temporary store) and temporary SurrealKV stores, so a run neither sees nor
+//! disturbs a live system. In one run it measures:
+//!
+//! 1. the JetStream ceiling: acknowledged publishes per second of raw
+//!    async-nats, 4,096 in flight, to a stream of its own;
+//! 2. the SurrealDB ceiling: bare rows per second inserted 1,000 per
+//!    statement, with nothing projected;
+//! 3. the pipeline: the simulator publishing `events` readings as fast as they
+//!    are acknowledged while the persister runs, timed from the first publish
+//!    until the ledger holds every message (stored and counted, durably);
+//! 4. publish-to-queryable latency: at a fixed rate, a probe reading every
+//!    50 ms, timed from its publish until its commit is visible;
+//! 5. the process's peak resident memory.
+//!
+//! It prints each figure and the pipeline's ratio to both ceilings.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bytes::Bytes;
+use tokio::process::Command;
+use tokio_util::sync::CancellationToken;
+use vigia_bus::Bus;
+use vigia_sim::SimConfig;
+use vigia_store::{READINGS_LEDGER, Store, StoreConfig};
+
+use crate::app::{self, Parts};
+use crate::config::Config;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Simulated sensors.
+    pub sensors: usize,
+    /// Readings published in the throughput phase.
+    pub events: u64,
+    /// Readings per message: 1 is the device path, more is batched ingest.
+    pub batch: usize,
+    /// Total readings per second in the latency phase.
+    pub latency_rate: f64,
+    /// Length of the latency phase.
+    pub latency_time: Duration,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        BenchOptions {
+            sensors: 2000,
+            events: 200_000,
+            batch: 1,
+            latency_rate: 2000.0,
+            latency_time: Duration::from_secs(20),
+        }
+    }
+}
+
+/// What a run measured.
+#[derive(Debug, Clone)]
+pub struct BenchReport {
+    pub options: BenchOptions,
+    /// Acknowledged raw publishes per second.
+    pub jetstream_ceiling: f64,
+    /// Bare rows per second.
+    pub surreal_ceiling: f64,
+    pub messages: u64,
+    /// Readings per second the simulator got acknowledged.
+    pub publish_rate: f64,
+    /// Readings per second from first publish to stored and counted.
+    pub pipeline_rate: f64,
+    pub latency_p50: Duration,
+    pub latency_p99: Duration,
+    pub latency_max: Duration,
+    pub latency_samples: usize,
+    pub peak_rss_mib: f64,
+}
+
+impl std::fmt::Display for BenchReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let o = &self.options;
+        let shape = if o.batch > 1 { format!("{} readings per message", o.batch) } else { "one per message".into() };
+        writeln!(f, "vigia bench: {} sensors, {} readings ({shape})", o.sensors, o.events)?;
+        writeln!(f, "  ceiling, raw JetStream acked publish   {:>12.0} msg/s", self.jetstream_ceiling)?;
+        writeln!(f, "  ceiling, SurrealDB bare rows (1,000)   {:>12.0} rows/s", self.surreal_ceiling)?;
+        writeln!(f, "  published and acknowledged             {:>12.0} readings/s", self.publish_rate)?;
+        writeln!(f, "  publish to stored and counted          {:>12.0} readings/s", self.pipeline_rate)?;
+        let per_message = self.pipeline_rate * self.messages as f64 / self.options.events.max(1) as f64;
+        writeln!(
+            f,
+            "    ratio to the JetStream ceiling       {:>12.2} (messages/s)",
+            per_message / self.jetstream_ceiling
+        )?;
+        writeln!(
+            f,
+            "    ratio to the SurrealDB ceiling       {:>12.2} (readings/s)",
+            self.pipeline_rate / self.surreal_ceiling
+        )?;
+        writeln!(
+            f,
+            "  publish to queryable at {:.0}/s          p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} probes)",
+            o.latency_rate,
+            self.latency_p50.as_secs_f64() * 1e3,
+            self.latency_p99.as_secs_f64() * 1e3,
+            self.latency_max.as_secs_f64() * 1e3,
+            self.latency_samples
+        )?;
+        write!(f, "  peak RSS of this process               {:>12.0} MiB", self.peak_rss_mib)
+    }
+}
+
+/// Runs the harness with `config`'s persister settings and roots.
+pub async fn run(config: &Config, options: BenchOptions) -> anyhow::Result<BenchReport> {
+    let dir = tempfile::tempdir().context("failed to make a temporary directory")?;
+    let (bus, _nats) = private_nats(dir.path()).await?;
+    let mut config = config.clone();
+    config.nats.replicas = 1;
+    app::ensure_topology(&config, &bus).await?;
+
+    eprintln!("bench: JetStream ceiling ...");
+    let jetstream_ceiling = jetstream_ceiling(&bus, options.events.min(200_000)).await?;
+    eprintln!("bench: SurrealDB ceiling ...");
+    let surreal_ceiling = surreal_ceiling(dir.path(), options.events.min(200_000)).await?;
+
+    let store = open(dir.path(), "db").await?;
+    let stop = CancellationToken::new();
+    let persister = {
+        let (config, bus, store, stop) = (config.clone(), bus.clone(), store.clone(), stop.clone());
+        let parts = Parts { persister: true, ..Parts::default() };
+        tokio::spawn(async move { app::run(&config, bus, Some(store), parts, stop).await })
+    };
+
+    eprintln!("bench: pipeline, {} readings ...", options.events);
+    let sim = SimConfig {
+        sensors: options.sensors,
+        rate: 0.0,
+        roots: config.nats.roots.clone(),
+        count: Some(options.events),
+        batch: options.batch,
+        max_in_flight: 4096,
+        error_ratio: 0.0,
+        seed: Some(1),
+        ..SimConfig::default()
+    };
+    let started = Instant::now();
+    let published = vigia_sim::run(bus.publisher(), sim, CancellationToken::new()).await?;
+    let publish_rate = published.readings as f64 / published.elapsed.as_secs_f64();
+    wait_for_ledger(&store, published.messages).await?;
+    let pipeline_rate = published.readings as f64 / started.elapsed().as_secs_f64();
+
+    eprintln!("bench: latency at {} readings/s for {:?} ...", options.latency_rate, options.latency_time);
+    let sim = SimConfig {
+        sensors: options.sensors,
+        rate: options.latency_rate / options.sensors.max(1) as f64,
+        roots: config.nats.roots.clone(),
+        duration: Some(options.latency_time),
+        batch: 1,
+        error_ratio: 0.0,
+        seed: Some(2),
+        ..SimConfig::default()
+    };
+    let load = tokio::spawn(vigia_sim::run(bus.publisher(), sim, CancellationToken::new()));
+    let probe_tag = format!("{}.bench.probe", config.nats.roots[0]);
+    let mut latencies = probe(&bus, &store, &probe_tag, options.latency_time).await?;
+    load.await.context("latency load task")??;
+    stop.cancel();
+    persister.await.context("persister task")??;
+
+    // Let SurrealKV flush and close before the temporary directory goes.
+    drop(store);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    latencies.sort();
+    let pick = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
+    Ok(BenchReport {
+        options,
+        jetstream_ceiling,
+        surreal_ceiling,
+        messages: published.messages,
+        publish_rate,
+        pipeline_rate,
+        latency_p50: pick(0.5),
+        latency_p99: pick(0.99),
+        latency_max: *latencies.last().expect("probes were taken"),
+        latency_samples: latencies.len(),
+        peak_rss_mib: peak_rss_kib() as f64 / 1024.0,
+    })
+}
+
+/// A `nats-server -js` of our own on a free loopback port, killed on drop.
+async fn private_nats(dir: &std::path::Path) -> anyhow::Result<(Bus, tokio::process::Child)> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let child = Command::new("nats-server")
+        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+        .arg(dir.join("nats"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("failed to start nats-server; install it with `apt-get install -y nats-server`")?;
+    let url = format!("nats://127.0.0.1:{port}");
+    for _ in 0..100 {
+        if let Ok(bus) = Bus::connect(&url).await {
+            return Ok((bus, child));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("the bench's nats-server did not answer at {url} within 10 s")
+}
+
+async fn open(dir: &std::path::Path, name: &str) -> anyhow::Result<Store> {
+    let url = format!("surrealkv://{}", dir.join(name).display());
+    Store::open(&StoreConfig { url, ..StoreConfig::memory() }).await.context("failed to open a bench store")
+}
+
+/// Raw async-nats acknowledged publishes per second, 4,096 in flight.
+async fn jetstream_ceiling(bus: &Bus, messages: u64) -> anyhow::Result<f64> {
+    let js = bus.jetstream();
+    let config = async_nats::jetstream::stream::Config {
+        name: "BENCH_CEILING".into(),
+        subjects: vec!["ceiling.>".into()],
+        ..Default::default()
+    };
+    js.create_stream(config).await.context("failed to create the ceiling stream")?;
+    let payload = Bytes::from_static(br#"{"value": 21.5, "unit": "C"}"#);
+    let started = Instant::now();
+    let mut in_flight = std::collections::VecDeque::new();
+    for i in 0..messages {
+        if in_flight.len() >= 4096 {
+            let ack: async_nats::jetstream::context::PublishAckFuture = in_flight.pop_front().expect("in flight");
+            ack.await.context("ceiling publish not acknowledged")?;
+        }
+        let subject = format!("ceiling.s{}", i % 2000);
+        in_flight.push_back(js.publish(subject, payload.clone()).await.context("ceiling publish")?);
+    }
+    for ack in in_flight {
+        ack.await.context("ceiling publish not acknowledged")?;
+    }
+    let rate = messages as f64 / started.elapsed().as_secs_f64();
+    js.delete_stream("BENCH_CEILING").await.context("failed to delete the ceiling stream")?;
+    Ok(rate)
+}
+
+/// Bare rows per second into a store of its own, 1,000 per statement.
+async fn surreal_ceiling(dir: &std::path::Path, rows: u64) -> anyhow::Result<f64> {
+    let store = open(dir, "bare").await?;
+    let started = Instant::now();
+    for first in (0..rows).step_by(1000) {
+        store.insert_bare_rows(first, 1000.min(rows - first)).await?;
+    }
+    Ok(rows as f64 / started.elapsed().as_secs_f64())
+}
+
+async fn wait_for_ledger(store: &Store, messages: u64) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while store.ledger(READINGS_LEDGER).await?.count() < messages {
+        anyhow::ensure!(Instant::now() < deadline, "the persister did not store {messages} messages within 10 minutes");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(())
+}
+
+/// Publishes a probe every 50 ms for `time`; each one's time from publish
+/// until the ledger (committed with its event and counters) holds it.
+async fn probe(bus: &Bus, store: &Store, tag: &str, time: Duration) -> anyhow::Result<Vec<Duration>> {
+    let publisher = bus.publisher();
+    let mut pending: Vec<(u64, Instant)> = Vec::new();
+    let mut latencies = Vec::new();
+    let started = Instant::now();
+    let mut next_probe = started;
+    while started.elapsed() < time || !pending.is_empty() {
+        anyhow::ensure!(started.elapsed() < time + Duration::from_secs(120), "probes were not stored within 2 minutes");
+        if started.elapsed() < time && Instant::now() >= next_probe {
+            next_probe += Duration::from_millis(50);
+            let sent = Instant::now();
+            let payload = Bytes::from_static(br#"{"value": 1}"#);
+            let stored = publisher.publish(tag.to_owned(), None, payload, None).await?;
+            pending.push((stored.seq, sent));
+        }
+        let ledger = store.ledger(READINGS_LEDGER).await?;
+        pending.retain(|(seq, sent)| {
+            let done = ledger.contains(*seq);
+            if done {
+                latencies.push(sent.elapsed());
+            }
+            !done
+        });
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    Ok(latencies)
+}
+
+/// Peak resident set of this process in KiB (`VmHWM`), 0 where unknown.
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("VmHWM:").and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            })
+        })
+        .unwrap_or(0)
+}

@@ -1,0 +1,62 @@
+//! `vigia` itself as a child process, for tests that kill it or that need
+//! its own file descriptors and memory measured apart from the test's.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A `vigia` child process, killed on drop.
+pub(crate) struct Vigia(Child);
+
+impl Vigia {
+    pub(crate) fn start(dir: &Path, command: &str) -> Vigia {
+        let log = std::fs::File::create(dir.join(format!("{command}.log"))).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_vigia"))
+            .current_dir(dir)
+            .args(["--config", "vigia.toml", command])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start the vigia binary");
+        Vigia(child)
+    }
+
+    pub(crate) fn sigkill(mut self) {
+        self.0.kill().expect("SIGKILL");
+        self.0.wait().expect("reap");
+    }
+
+    pub(crate) fn sigterm(mut self) -> std::process::ExitStatus {
+        let pid = self.0.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().expect("kill -TERM");
+        for _ in 0..300 {
+            if let Some(status) = self.0.try_wait().expect("try_wait") {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("vigia did not stop within 30 s of SIGTERM");
+    }
+}
+
+impl Drop for Vigia {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Vigia {
+    /// Resident and peak resident memory in KiB, from `/proc/<pid>/status`.
+    pub(crate) fn memory_kib(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.0.id())).expect("/proc/<pid>/status");
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                .unwrap_or_else(|| panic!("{name} in {status}"))
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+}

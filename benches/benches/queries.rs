@@ -4,9 +4,9 @@
 //! for the partial ends) and the counts tree (`GET /api/v1/counts`).
 //!
 //! The store holds `VIGIA_BENCH_EVENTS` events (default 10,000,000) from 2,000
-//! sensors over the 30 days before it was filled, written through the
-//! persister's path (`Projection::of` + `Store::commit`, 5,000 per batch) on
-//! SurrealKV. Filling takes minutes, so the store is kept under
+//! sensors over the 30 days before it was filled, taking turns in time
+//! order, written through the persister's path (`Writer::apply`, flushes of
+//! 100,000 events) on SurrealKV. Filling takes minutes, so the store is kept under
 //! `$CARGO_TARGET_DIR/vigia-bench-data/` and reused while it is complete.
 //!
 //! Run: `cargo bench -p vigia-benches --bench queries`
@@ -16,11 +16,11 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use vigia_domain::{EventId, Ledger, Projection, Reading, StoredEvent, Tag};
-use vigia_store::{READINGS_LEDGER, Store, StoreConfig};
+use vigia_domain::{EventId, Reading, StoredEvent, Tag};
+use vigia_store::{READINGS_LEDGER, Store, StoreConfig, Writer};
 
 const SENSORS: u64 = 2000;
-const BATCH: u64 = 5000;
+const BATCH: u64 = 100_000;
 const MONTH_MS: i64 = 30 * 86_400_000;
 const HOUR_MS: i64 = 3_600_000;
 
@@ -52,25 +52,20 @@ async fn store_with(events: u64) -> (Store, i64) {
     let start = end - MONTH_MS;
     let per_sensor = events.div_ceil(SENSORS).max(1) as i64;
     let tags = tags();
-    let (mut ledger, started) = (Ledger::default(), Instant::now());
+    let (mut writer, started) = (Writer::new(&store, READINGS_LEDGER), Instant::now());
     for first in (1..=events).step_by(BATCH as usize) {
         let last = (first + BATCH - 1).min(events);
-        let mut next = ledger.clone();
         let batch: Vec<StoredEvent> = (first..=last)
             .map(|seq| {
-                next.insert(seq);
-                // Sensor by sensor, so a batch touches two or three tags and the
-                // fill runs at the persister's best rate; the stored data are the
-                // same as if the sensors had taken turns.
-                let (sensor, nth) = ((seq - 1) / per_sensor as u64, (seq - 1) as i64 % per_sensor);
+                // The sensors take turns: step `nth` of every sensor, then the next.
+                let (sensor, nth) = ((seq - 1) % SENSORS, ((seq - 1) / SENSORS) as i64);
                 let ts = start + nth * MONTH_MS / per_sensor;
                 let reading = Reading::number(tags[sensor as usize].clone(), ts, (seq % 90) as f64 + 10.5);
                 StoredEvent { id: EventId { seq, idx: 0 }, reading }
             })
             .collect();
-        store.commit(READINGS_LEDGER, ledger.version, &next, &Projection::of(&batch)).await.unwrap();
-        next.version += 1;
-        ledger = next;
+        let messages: Vec<(u64, &[StoredEvent])> = batch.iter().map(|e| (e.id.seq, std::slice::from_ref(e))).collect();
+        writer.apply(&messages).await.unwrap();
         if last % 1_000_000 < BATCH {
             eprintln!("filled {last} of {events} events in {:.0} s", started.elapsed().as_secs_f64());
         }

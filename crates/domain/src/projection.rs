@@ -5,7 +5,7 @@
 //! pure function (events in, changes out) is what lets us prove that counters
 //! and rollups equal a scan without a broker or a database.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::reading::{EventId, Reading, Status, Value};
 use crate::tag::Tag;
@@ -181,6 +181,8 @@ pub struct SensorDelta {
     pub last_status: Status,
     pub last_id: EventId,
     pub count: u64,
+    /// How many of `count` are errors: the sensor's own counter.
+    pub errors: u64,
 }
 
 impl SensorDelta {
@@ -193,6 +195,7 @@ impl SensorDelta {
             self.last_id = other.last_id;
         }
         self.count += other.count;
+        self.errors += other.errors;
     }
 }
 
@@ -210,59 +213,113 @@ pub struct Projection {
 
 impl Projection {
     /// Projects events (in log order) into the changes they make.
-    pub fn of(events: &[StoredEvent]) -> Projection {
-        let mut p = Projection::default();
-        let mut blocks: BTreeMap<(&str, i64), Block> = BTreeMap::new();
+    ///
+    /// The work that depends only on the tag (its prefixes, its root, its
+    /// key strings) is done once per tag, not once per event: a batch holds
+    /// many events of few tags, and this runs on the persister's hot path.
+    pub fn of<'a>(events: impl IntoIterator<Item = &'a StoredEvent>) -> Projection {
+        let mut by_tag: HashMap<&str, Vec<&StoredEvent>> = HashMap::new();
+        let mut count = 0u64;
         for event in events {
-            let r = &event.reading;
-            let tag = r.tag.as_str();
-            let start = r.ts_ms.div_euclid(BLOCK_SPAN_MS) * BLOCK_SPAN_MS;
-            blocks
-                .entry((tag, start))
-                .or_insert_with(|| Block { tag: tag.to_owned(), start_ms: start, ..Block::default() })
-                .push(event);
-            p.add(event);
+            by_tag.entry(event.reading.tag.as_str()).or_default().push(event);
+            count += 1;
         }
-        p.blocks = blocks.into_values().collect();
+        let mut p = Projection { events: count, ..Projection::default() };
+        for (tag, events) in by_tag {
+            p.add_tag(tag, &events);
+        }
+        p.blocks.sort_by(|a, b| (&a.tag, a.start_ms).cmp(&(&b.tag, b.start_ms)));
         p
     }
 
-    fn add(&mut self, event: &StoredEvent) {
-        let r = &event.reading;
-        self.events += 1;
-        for (depth, prefix) in r.tag.prefixes().enumerate() {
-            let c = self
-                .counters
-                .entry(prefix.to_owned())
-                .or_insert(CounterDelta { depth: depth as u32 + 1, ..CounterDelta::default() });
-            match r.status {
-                Status::Ok => c.ok += 1,
-                Status::Error => c.error += 1,
+    /// Adds one tag's events (in log order).
+    fn add_tag(&mut self, tag: &str, events: &[&StoredEvent]) {
+        let (mut ok, mut error) = (0u64, 0u64);
+        let mut blocks: BTreeMap<i64, Block> = BTreeMap::new();
+        let mut rollups: BTreeMap<(RollupGrain, i64), RollupDelta> = BTreeMap::new();
+        let mut traffic: BTreeMap<(RollupGrain, i64), CounterDelta> = BTreeMap::new();
+        let mut sensor: Option<SensorDelta> = None;
+        for event in events {
+            let r = &event.reading;
+            let start = r.ts_ms.div_euclid(BLOCK_SPAN_MS) * BLOCK_SPAN_MS;
+            blocks
+                .entry(start)
+                .or_insert_with(|| Block { tag: tag.to_owned(), start_ms: start, ..Block::default() })
+                .push(event);
+            let is_ok = r.status == Status::Ok;
+            if is_ok {
+                ok += 1;
+            } else {
+                error += 1;
+            }
+            for grain in [RollupGrain::Minute, RollupGrain::Hour] {
+                let t =
+                    traffic.entry((grain, grain.floor(r.ts_ms))).or_insert(CounterDelta { depth: 1, ok: 0, error: 0 });
+                if is_ok {
+                    t.ok += 1;
+                } else {
+                    t.error += 1;
+                }
+            }
+            if let (true, Some(v)) = (is_ok, r.value.as_number()) {
+                for grain in RollupGrain::ALL {
+                    rollups
+                        .entry((grain, grain.floor(r.ts_ms)))
+                        .and_modify(|d| d.merge(&RollupDelta::of(v)))
+                        .or_insert(RollupDelta::of(v));
+                }
+            }
+            let latest = (r.ts_ms, event.id);
+            match &mut sensor {
+                None => {
+                    sensor = Some(SensorDelta {
+                        first_seen_ms: r.ts_ms,
+                        last_seen_ms: r.ts_ms,
+                        last_value: r.value.clone(),
+                        last_status: r.status,
+                        last_id: event.id,
+                        count: 1,
+                        errors: u64::from(!is_ok),
+                    })
+                }
+                Some(s) => {
+                    s.first_seen_ms = s.first_seen_ms.min(r.ts_ms);
+                    if latest > (s.last_seen_ms, s.last_id) {
+                        s.last_seen_ms = r.ts_ms;
+                        s.last_value = r.value.clone();
+                        s.last_status = r.status;
+                        s.last_id = event.id;
+                    }
+                    s.count += 1;
+                    s.errors += u64::from(!is_ok);
+                }
             }
         }
-        for grain in [RollupGrain::Minute, RollupGrain::Hour] {
-            let t = self.traffic.entry((r.tag.root().to_owned(), grain, grain.floor(r.ts_ms))).or_default();
-            t.depth = 1;
-            match r.status {
-                Status::Ok => t.ok += 1,
-                Status::Error => t.error += 1,
-            }
+        let depth_of = |prefix: &str| prefix.bytes().filter(|b| *b == b'.').count() as u32 + 1;
+        let prefixes = std::iter::once(tag)
+            .chain(tag.match_indices('.').map(|(i, _)| &tag[..i]))
+            .map(|prefix| (prefix, depth_of(prefix)));
+        for (prefix, depth) in prefixes {
+            let c = self.counters.entry(prefix.to_owned()).or_insert(CounterDelta { depth, ..CounterDelta::default() });
+            c.ok += ok;
+            c.error += error;
         }
-        if let (Status::Ok, Some(v)) = (r.status, r.value.as_number()) {
-            for grain in RollupGrain::ALL {
-                let key = (r.tag.to_string(), grain, grain.floor(r.ts_ms));
-                self.rollups.entry(key).and_modify(|d| d.merge(&RollupDelta::of(v))).or_insert(RollupDelta::of(v));
-            }
+        let root = tag.split('.').next().unwrap_or(tag);
+        for ((grain, bucket), delta) in traffic {
+            let t = self
+                .traffic
+                .entry((root.to_owned(), grain, bucket))
+                .or_insert(CounterDelta { depth: 1, ..CounterDelta::default() });
+            t.ok += delta.ok;
+            t.error += delta.error;
         }
-        let delta = SensorDelta {
-            first_seen_ms: r.ts_ms,
-            last_seen_ms: r.ts_ms,
-            last_value: r.value.clone(),
-            last_status: r.status,
-            last_id: event.id,
-            count: 1,
-        };
-        self.sensors.entry(r.tag.to_string()).and_modify(|s| s.merge(&delta)).or_insert(delta);
+        for ((grain, bucket), delta) in rollups {
+            self.rollups.insert((tag.to_owned(), grain, bucket), delta);
+        }
+        if let Some(s) = sensor {
+            self.sensors.insert(tag.to_owned(), s);
+        }
+        self.blocks.extend(blocks.into_values());
     }
 }
 

@@ -1,23 +1,26 @@
 //! Applying a correction or retraction of one stored event, in one
-//! transaction guarded by the ledger like a batch.
+//! transaction guarded by the ledger like a flush.
 //!
-//! Counters and traffic move by the difference between the old and the new
-//! reading. Rollups cannot be un-minned, so the three buckets of the event
-//! (minute, hour, day) are recomputed from the tag's events of that day. The
-//! registry's count moves by one on retraction; its first/last reading is
-//! looked up again only when the change touched it.
+//! A change keeps the reading's tag and time, so it touches one hour: the
+//! block that holds the target is rewritten; traffic moves by the difference
+//! between the old and the new reading; the minute and hour rollups of the
+//! tag are recomputed from the tag's events of that hour, and the day from
+//! its hour rollups (min and max cannot be un-done by difference); the
+//! registry's counts move by one, and its first or last reading is looked up
+//! again only when the change touched it.
 
-use std::collections::BTreeMap;
+use std::ops::ControlFlow;
+use std::time::Duration;
 
-use surrealdb::types::RecordId;
-use vigia_domain::{BLOCK_SPAN_MS, Block, EventId, Ledger, Projection, Reading, RollupGrain, Status, StoredEvent};
+use surrealdb::types::Bytes;
+use vigia_domain::{
+    BLOCK_SPAN_MS, Block, Change, Ledger, Projection, RollupDelta, RollupGrain, Status, StoredEvent, Tag,
+};
 
-use crate::commit::{BEGIN, COMMIT, CounterIn, RollupIn, SensorIn, TrafficIn, settle};
-use crate::read::SensorStored;
-use crate::rows::{BlockRow, LastRow, ledger_guard, ord, rollup_id, traffic_id};
-use crate::{Store, StoreError};
-
-const DAY_MS: i64 = 86_400_000;
+use crate::StoreError;
+use crate::layout::{BlockRecord, block_id, registry_id, rollup_id, root_of, shard_of, traffic_id};
+use crate::payload::{decode_blocks, decode_blocks_where, encode_blocks};
+use crate::writer::{Writer, Writes};
 
 /// What became of a change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,260 +29,293 @@ pub enum ChangeOutcome {
     /// No stored event has that id (never stored, or already retracted);
     /// only the ledger moved.
     NoTarget,
+    /// The ledger already held the change's sequence (a redelivery).
+    Held,
 }
 
-const APPLY: &str = "
-DELETE $old_block;
-IF array::len($new_block) > 0 { INSERT INTO block $new_block RETURN NONE };
-INSERT INTO counter $counters ON DUPLICATE KEY UPDATE ok += $input.ok, errors += $input.errors RETURN NONE;
-DELETE $counter_ids WHERE ok = 0 AND errors = 0;
-INSERT INTO traffic $traffic ON DUPLICATE KEY UPDATE ok += $input.ok, errors += $input.errors RETURN NONE;
-DELETE $traffic_ids WHERE ok = 0 AND errors = 0;
-FOR $r IN $rollups { UPSERT $r.id CONTENT $r RETURN NONE };
-FOR $id IN $gone_rollups { DELETE $id };
-IF $sensor = NONE { DELETE $sensor_id } ELSE { UPSERT $sensor_id CONTENT $sensor RETURN NONE };";
-
-fn signed(status: Status, sign: i64) -> (i64, i64) {
-    match status {
-        Status::Ok => (sign, 0),
-        Status::Error => (0, sign),
+impl Writer {
+    /// Applies the change carried by message `seq` on `tag`, once.
+    pub async fn change(&mut self, seq: u64, tag: &Tag, change: &Change) -> Result<ChangeOutcome, StoreError> {
+        let mut conflicts = 0u32;
+        loop {
+            let ledger = self.ledger().await?.clone();
+            if ledger.contains(seq) {
+                return Ok(ChangeOutcome::Held);
+            }
+            let mut next = ledger.clone();
+            next.insert(seq);
+            match self.try_change(ledger.version, next, tag, change).await {
+                Err(StoreError::Conflict) => {
+                    conflicts += 1;
+                    tokio::time::sleep(Duration::from_millis(u64::from(conflicts.min(20)) * 5)).await;
+                }
+                other => return other,
+            }
+        }
     }
-}
 
-impl Store {
-    /// Replaces (`new = Some`) or removes (`None`) the stored event `target`
-    /// of `tag` at `ts`, and records `next` as the ledger, only if the ledger
-    /// still has `expected_version` ([`StoreError::Conflict`] otherwise).
-    #[allow(clippy::too_many_arguments)]
-    pub async fn change_event(
-        &self,
-        stream: &str,
-        expected_version: u64,
-        next: &Ledger,
-        tag: &str,
-        ts: i64,
-        target: EventId,
-        new: impl FnOnce(&Reading) -> Option<Reading>,
+    async fn try_change(
+        &mut self,
+        expected: u64,
+        next: Ledger,
+        tag: &Tag,
+        change: &Change,
     ) -> Result<ChangeOutcome, StoreError> {
-        let day = ts.div_euclid(DAY_MS) * DAY_MS;
-        let rows: Vec<BlockRow> = self
-            .db
-            .query("SELECT * FROM block WHERE tag = $tag AND start >= $from AND start < $to")
-            .bind(("tag", tag.to_owned()))
-            .bind(("from", day))
-            .bind(("to", day.saturating_add(DAY_MS)))
-            .await?
-            .check()?
-            .take(0)?;
-        let Some(pos) = rows
-            .iter()
-            .position(|b| b.seq.iter().zip(&b.idx).any(|(s, i)| *s as u64 == target.seq && *i as u32 == target.idx))
-        else {
-            self.commit(stream, expected_version, next, &Projection::default()).await?;
+        let (tag, body) = (tag.as_str(), change.body());
+        let (root, shard) = (root_of(tag).to_owned(), shard_of(tag));
+        let hour = body.ts.div_euclid(BLOCK_SPAN_MS) * BLOCK_SPAN_MS;
+        let mut records: Vec<BlockRecord> = Vec::new();
+        let to = hour.saturating_add(BLOCK_SPAN_MS);
+        self.store
+            .each_block(&root, shard, hour, to, |r| {
+                records.push(r);
+                Ok(ControlFlow::Continue(()))
+            })
+            .await?;
+        // The record and the event inside it.
+        let mut found = None;
+        for (i, r) in records.iter().enumerate() {
+            let blocks = decode_blocks(&r.data[..])?;
+            let hit = blocks.iter().any(|b| {
+                b.tag == tag && b.seq.iter().zip(&b.idx).any(|(s, x)| *s == body.target.seq && *x == body.target.idx)
+            });
+            if hit {
+                found = Some((i, blocks));
+                break;
+            }
+        }
+        let Some((at, mut blocks)) = found else {
+            self.commit(expected, next, Writes::default()).await?;
             return Ok(ChangeOutcome::NoTarget);
         };
-        let mut blocks: Vec<(Option<RecordId>, Block)> =
-            rows.into_iter().map(|r| (r.id.clone(), r.into_block())).collect();
-        let (old_block_id, target_block) = blocks[pos].clone();
-        let mut events = target_block.events();
-        let at = events.iter().position(|e| e.id == target).expect("the block holds the target");
-        let old = events[at].reading.clone();
-        let replacement = new(&old);
-        match &replacement {
-            Some(r) => events[at].reading = r.clone(),
+        let b = blocks.iter().position(|b| b.tag == tag).expect("the record holds the tag");
+        let mut events = blocks[b].events();
+        let e = events.iter().position(|e| e.id == body.target).expect("the block holds the target");
+        let old = events[e].reading.clone();
+        let new = change.apply(&old);
+        match &new {
+            Some(r) => events[e].reading = r.clone(),
             None => {
-                events.remove(at);
+                events.remove(e);
             }
         }
-        let new_block: Vec<BlockRow> = Projection::of(&events).blocks.iter().map(BlockRow::from).collect();
-        let emptied = Block { tag: tag.to_owned(), start_ms: target_block.start_ms, ..Block::default() };
-        blocks[pos].1 = Projection::of(&events).blocks.into_iter().next().unwrap_or(emptied);
-
-        // Counters and traffic: minus the old, plus the new.
-        let mut counts: BTreeMap<String, (u32, i64, i64)> = BTreeMap::new();
-        let mut traffic: BTreeMap<(String, RollupGrain, i64), (i64, i64)> = BTreeMap::new();
-        for (reading, sign) in [(Some(&old), -1), (replacement.as_ref(), 1)] {
-            let Some(r) = reading else { continue };
-            let (ok, errors) = signed(r.status, sign);
-            for (depth, prefix) in r.tag.prefixes().enumerate() {
-                let c = counts.entry(prefix.to_owned()).or_insert((depth as u32 + 1, 0, 0));
-                c.1 += ok;
-                c.2 += errors;
-            }
-            for grain in [RollupGrain::Minute, RollupGrain::Hour] {
-                let t = traffic.entry((r.tag.root().to_owned(), grain, grain.floor(r.ts_ms))).or_default();
-                t.0 += ok;
-                t.1 += errors;
-            }
-        }
-        let counters: Vec<CounterIn> = counts
-            .into_iter()
-            .map(|(prefix, (depth, ok, errors))| CounterIn {
-                id: RecordId::new("counter", prefix.as_str()),
-                prefix,
-                depth: i64::from(depth),
-                ok,
-                errors,
-            })
-            .collect();
-        let traffic: Vec<TrafficIn> = traffic
-            .into_iter()
-            .map(|((root, grain, bucket), (ok, errors))| TrafficIn {
-                id: traffic_id(&root, grain.as_str(), bucket),
-                root,
-                grain: grain.as_str().to_owned(),
-                bucket,
-                ok,
-                errors,
-            })
-            .collect();
-
-        // Rollups of the event's three buckets, recomputed from the day's events.
-        let day_events: Vec<StoredEvent> = blocks.iter().flat_map(|(_, b)| b.events()).collect();
-        let recomputed = Projection::of(&day_events).rollups;
-        let (mut rollups, mut gone_rollups) = (Vec::new(), Vec::new());
-        for grain in RollupGrain::ALL {
-            let bucket = grain.floor(ts);
-            let id = rollup_id(tag, grain.as_str(), bucket);
-            match recomputed.get(&(tag.to_owned(), grain, bucket)) {
-                Some(r) => rollups.push(RollupIn {
-                    id,
-                    tag: tag.to_owned(),
-                    grain: grain.as_str().to_owned(),
-                    bucket,
-                    count: r.count as i64,
-                    sum: r.sum,
-                    min: r.min,
-                    max: r.max,
-                }),
-                None => gone_rollups.push(id),
+        match Projection::of(&events).blocks.into_iter().next() {
+            Some(rebuilt) => blocks[b] = rebuilt,
+            None => {
+                blocks.remove(b);
             }
         }
 
-        let sensor = self.sensor_after(tag, &old, target, replacement.as_ref(), &blocks, pos).await?;
-        let sensor_id = RecordId::new("sensor", tag);
-        let counter_ids: Vec<RecordId> = counters.iter().map(|c| c.id.clone()).collect();
-        let traffic_ids: Vec<RecordId> = traffic.iter().map(|t| t.id.clone()).collect();
-        let sql = format!("{BEGIN}\n{APPLY}\n{COMMIT}");
-        let [guard_id, guard_expected, guard_ranges] = ledger_guard(stream, expected_version, next);
-        let mut response = self
-            .db
-            .query(sql)
-            .bind(guard_id)
-            .bind(guard_expected)
-            .bind(guard_ranges)
-            .bind(("old_block", old_block_id.expect("stored blocks have ids")))
-            .bind(("new_block", new_block))
-            .bind(("counters", counters))
-            .bind(("counter_ids", counter_ids))
-            .bind(("traffic", traffic))
-            .bind(("traffic_ids", traffic_ids))
-            .bind(("rollups", rollups))
-            .bind(("gone_rollups", gone_rollups))
-            .bind(("sensor_id", sensor_id.clone()))
-            .bind(("sensor", sensor.map(|s| SensorIn { id: sensor_id, ..s })))
-            .await
-            .map_err(|e| if crate::commit::is_conflict(&e) { StoreError::Conflict } else { e.into() })?;
-        settle(&mut response)?;
+        let mut writes = Writes::default();
+        let old_record = &records[at];
+        writes.dropped.push(old_record.id.clone());
+        if !blocks.is_empty() {
+            writes.blocks.push(BlockRecord {
+                id: block_id(&root, shard, hour, old_record.first_seq as u64, old_record.first_idx as u32),
+                n: blocks.iter().map(|b| b.len() as i64).sum(),
+                data: Bytes::from(encode_blocks(blocks.iter())),
+                ..old_record.clone()
+            });
+        }
+
+        // The tag's events of the hour, as they are after the change.
+        let mut hour_events: Vec<StoredEvent> = Vec::new();
+        for (i, r) in records.iter().enumerate() {
+            let tag_blocks = if i == at {
+                blocks.iter().filter(|b| b.tag == tag).cloned().collect()
+            } else {
+                decode_blocks_where(&r.data[..], |t| t == tag)?
+            };
+            hour_events.extend(tag_blocks.iter().flat_map(Block::events));
+        }
+        self.rewrite_rollups(&root, shard, tag, body.ts, &hour_events, &mut writes).await?;
+        self.rewrite_traffic(&root, &old, new.as_ref(), &mut writes).await?;
+        self.rewrite_registry(&root, shard, tag, &old, body.target, new.as_ref(), &hour_events, &mut writes).await?;
+        self.commit(expected, next, writes).await?;
         Ok(ChangeOutcome::Applied)
     }
 
-    /// The registry row of `tag` after the change; `None` when no event is left.
-    async fn sensor_after(
-        &self,
+    /// Minute and hour from the hour's events, the day from its hours.
+    async fn rewrite_rollups(
+        &mut self,
+        root: &str,
+        shard: u32,
         tag: &str,
-        old: &Reading,
-        target: EventId,
-        new: Option<&Reading>,
-        day_blocks: &[(Option<RecordId>, Block)],
-        changed: usize,
-    ) -> Result<Option<SensorIn>, StoreError> {
-        let row: Option<SensorStored> = self
-            .db
-            .query("SELECT tag, first_seen, last_seen, count, last FROM ONLY $id")
-            .bind(("id", RecordId::new("sensor", tag)))
-            .await?
-            .check()?
-            .take(0)?;
-        let Some(mut s) = row else { return Ok(None) };
-        let was_last = s.last.ord == ord(target) && s.last.ts == old.ts_ms;
-        match new {
-            Some(r) => {
-                if was_last {
-                    s.last = LastRow::new(r.ts_ms, target, &r.value, r.status);
-                }
-            }
-            None => {
-                s.count -= 1;
-                if s.count <= 0 {
-                    return Ok(None);
-                }
-                if old.ts_ms == s.first_seen {
-                    let first = self.edge(tag, false, day_blocks, changed).await?;
-                    s.first_seen = first.map_or(s.first_seen, |e| e.reading.ts_ms);
-                }
-                if (was_last || old.ts_ms == s.last_seen)
-                    && let Some(e) = self.edge(tag, true, day_blocks, changed).await?
-                {
-                    s.last_seen = e.reading.ts_ms;
-                    s.last = LastRow::new(e.reading.ts_ms, e.id, &e.reading.value, e.reading.status);
-                }
+        ts: i64,
+        hour_events: &[StoredEvent],
+        writes: &mut Writes,
+    ) -> Result<(), StoreError> {
+        let recomputed = Projection::of(hour_events).rollups;
+        let minute = RollupGrain::Minute.floor(ts);
+        let hour = RollupGrain::Hour.floor(ts);
+        let day = RollupGrain::Day.floor(ts);
+        // Saturating: a device may stamp a reading at the very end of time.
+        let hours: Vec<_> = (0..24)
+            .filter_map(|h| day.checked_add(h * BLOCK_SPAN_MS))
+            .map(|b| (root.to_owned(), shard, RollupGrain::Hour, b))
+            .collect();
+        let keys =
+            [(RollupGrain::Minute, minute), (RollupGrain::Day, day)].map(|(g, b)| (root.to_owned(), shard, g, b));
+        self.load(keys.iter().chain(&hours), std::iter::empty(), std::iter::empty()).await?;
+        let mut day_total: Option<RollupDelta> = None;
+        for key in &hours {
+            let value = if key.3 == hour {
+                recomputed.get(&(tag.to_owned(), RollupGrain::Hour, hour)).copied()
+            } else {
+                self.cache.rollups.get(key).and_then(|s| s.get(tag)).copied()
+            };
+            if let Some(v) = value {
+                day_total
+                    .get_or_insert(RollupDelta { count: 0, sum: 0.0, min: f64::INFINITY, max: f64::NEG_INFINITY })
+                    .merge(&v);
             }
         }
-        Ok(Some(SensorIn {
-            id: RecordId::new("sensor", tag),
-            tag: s.tag,
-            first_seen: s.first_seen,
-            last_seen: s.last_seen,
-            count: s.count,
-            last: s.last,
-        }))
+        let targets = [
+            (
+                (root.to_owned(), shard, RollupGrain::Minute, minute),
+                recomputed.get(&(tag.to_owned(), RollupGrain::Minute, minute)).copied(),
+            ),
+            (
+                (root.to_owned(), shard, RollupGrain::Hour, hour),
+                recomputed.get(&(tag.to_owned(), RollupGrain::Hour, hour)).copied(),
+            ),
+            ((root.to_owned(), shard, RollupGrain::Day, day), day_total),
+        ];
+        for (key, value) in targets {
+            let mut entries = self.cache.rollups.get(&key).cloned();
+            if entries.is_some() {
+                writes.dropped.push(rollup_id(root, shard, key.2.as_str(), key.3));
+            }
+            let entries = entries.get_or_insert_with(Default::default);
+            match value {
+                Some(v) => entries.insert(tag.to_owned(), v),
+                None => entries.remove(tag),
+            };
+            writes.rollups.push((key, entries.clone()));
+        }
+        Ok(())
     }
 
-    /// The newest (or oldest) event of `tag` once the change is made: hour
-    /// blocks are read from that end until one holds an event; the changed
-    /// day's blocks are taken as modified in memory.
+    /// Traffic: minus the old reading, plus the new.
+    async fn rewrite_traffic(
+        &mut self,
+        root: &str,
+        old: &vigia_domain::Reading,
+        new: Option<&vigia_domain::Reading>,
+        writes: &mut Writes,
+    ) -> Result<(), StoreError> {
+        let keys: Vec<_> =
+            [RollupGrain::Minute, RollupGrain::Hour].map(|g| (root.to_owned(), g, g.floor(old.ts_ms))).into();
+        self.load(std::iter::empty(), std::iter::empty(), keys.iter()).await?;
+        for key in keys {
+            let (mut ok, mut errors) = match self.cache.traffic.get(&key) {
+                Some(c) => {
+                    writes.dropped.push(traffic_id(root, key.1.as_str(), key.2));
+                    *c
+                }
+                None => (0, 0),
+            };
+            for (r, add) in [(Some(old), false), (new, true)] {
+                let Some(r) = r else { continue };
+                let slot = if r.status == Status::Ok { &mut ok } else { &mut errors };
+                *slot = if add { *slot + 1 } else { slot.saturating_sub(1) };
+            }
+            writes.traffic.push((key, (ok, errors)));
+        }
+        Ok(())
+    }
+
+    /// The registry entry of `tag` after the change.
+    #[allow(clippy::too_many_arguments)]
+    async fn rewrite_registry(
+        &mut self,
+        root: &str,
+        shard: u32,
+        tag: &str,
+        old: &vigia_domain::Reading,
+        target: vigia_domain::EventId,
+        new: Option<&vigia_domain::Reading>,
+        hour_events: &[StoredEvent],
+        writes: &mut Writes,
+    ) -> Result<(), StoreError> {
+        let key = (root.to_owned(), shard);
+        self.load(std::iter::empty(), std::iter::once(&key), std::iter::empty()).await?;
+        let Some(mut entries) = self.cache.registry.get(&key).cloned() else { return Ok(()) };
+        writes.dropped.push(registry_id(root, shard));
+        if let Some(mut s) = entries.remove(tag) {
+            let was_last = s.last_id == target;
+            s.errors -= u64::from(old.status == Status::Error);
+            match new {
+                Some(r) => {
+                    s.errors += u64::from(r.status == Status::Error);
+                    if was_last {
+                        s.last_value = r.value.clone();
+                        s.last_status = r.status;
+                    }
+                    entries.insert(tag.to_owned(), s);
+                }
+                None if s.count > 1 => {
+                    s.count -= 1;
+                    if old.ts_ms == s.first_seen_ms
+                        && let Some(e) =
+                            self.edge(root, shard, tag, false, old.ts_ms, s.last_seen_ms, hour_events).await?
+                    {
+                        s.first_seen_ms = e.reading.ts_ms;
+                    }
+                    if was_last
+                        && let Some(e) =
+                            self.edge(root, shard, tag, true, old.ts_ms, s.first_seen_ms, hour_events).await?
+                    {
+                        s.last_seen_ms = e.reading.ts_ms;
+                        s.last_value = e.reading.value.clone();
+                        s.last_status = e.reading.status;
+                        s.last_id = e.id;
+                    }
+                    entries.insert(tag.to_owned(), s);
+                }
+                None => {}
+            }
+        }
+        writes.registry.push((key, entries));
+        Ok(())
+    }
+
+    /// The newest (or oldest) remaining event of `tag`, searched hour by hour
+    /// from the changed hour (whose events are given as they now are) towards
+    /// `bound`, the other end of what the registry has seen.
+    #[allow(clippy::too_many_arguments)]
     async fn edge(
         &self,
+        root: &str,
+        shard: u32,
         tag: &str,
         newest: bool,
-        day_blocks: &[(Option<RecordId>, Block)],
-        changed: usize,
+        ts: i64,
+        bound: i64,
+        hour_events: &[StoredEvent],
     ) -> Result<Option<StoredEvent>, StoreError> {
-        let changed_id = day_blocks[changed].0.clone();
-        let mut cursor: Option<i64> = None;
-        loop {
-            let sql = if newest {
-                "SELECT * FROM block WHERE tag = $tag AND ($cursor = NONE OR start < $cursor) ORDER BY start DESC LIMIT 1"
-            } else {
-                "SELECT * FROM block WHERE tag = $tag AND ($cursor = NONE OR start > $cursor) ORDER BY start ASC LIMIT 1"
-            };
-            let probe: Vec<BlockRow> =
-                self.db.query(sql).bind(("tag", tag.to_owned())).bind(("cursor", cursor)).await?.check()?.take(0)?;
-            let Some(start) = probe.first().map(|b| b.start) else { return Ok(None) };
-            let rows: Vec<BlockRow> = self
-                .db
-                .query("SELECT * FROM block WHERE tag = $tag AND start = $start")
-                .bind(("tag", tag.to_owned()))
-                .bind(("start", start))
-                .await?
-                .check()?
-                .take(0)?;
-            let mut events: Vec<StoredEvent> = Vec::new();
-            for row in rows {
-                if row.id.is_some() && row.id == changed_id {
-                    events.extend(day_blocks[changed].1.events());
-                } else {
-                    events.extend(row.into_block().events());
-                }
-            }
+        let pick = |events: &[StoredEvent]| {
             let key = |e: &&StoredEvent| (e.reading.ts_ms, e.id);
-            let found = if newest { events.iter().max_by_key(key) } else { events.iter().min_by_key(key) };
-            if let Some(e) = found {
-                return Ok(Some(e.clone()));
-            }
-            cursor = Some(start);
-            debug_assert!(start % BLOCK_SPAN_MS == 0);
+            if newest { events.iter().max_by_key(key) } else { events.iter().min_by_key(key) }.cloned()
+        };
+        if let Some(e) = pick(hour_events) {
+            return Ok(Some(e));
         }
+        let step = if newest { -BLOCK_SPAN_MS } else { BLOCK_SPAN_MS };
+        let last = bound.div_euclid(BLOCK_SPAN_MS) * BLOCK_SPAN_MS;
+        let Some(mut hour) = (ts.div_euclid(BLOCK_SPAN_MS) * BLOCK_SPAN_MS).checked_add(step) else { return Ok(None) };
+        while (newest && hour >= last) || (!newest && hour <= last) {
+            let roots = [root.to_owned()];
+            let to = hour.saturating_add(BLOCK_SPAN_MS);
+            let events = self.store.events_where(&roots, &[shard], hour, to, usize::MAX, &|t| t == tag).await?;
+            if let Some(e) = pick(&events) {
+                return Ok(Some(e));
+            }
+            match hour.checked_add(step) {
+                Some(h) => hour = h,
+                None => break,
+            }
+        }
+        Ok(None)
     }
 }

@@ -1,31 +1,33 @@
-//! SurrealDB projections of the log: time blocks of events, hierarchical
-//! counters, rollups, the sensor registry and alerts.
+//! SurrealDB projections of the log: blocks of events, rollups, the sensor
+//! registry (with the hierarchical counters it implies), traffic and alerts.
 //!
-//! The store is written only by projections (persister, alert projector) and
-//! only through `commit`, which applies a batch and its ledger entry in one
-//! transaction. Every statement is parameterised: no caller-supplied text is
-//! ever spliced into SurrealQL.
+//! The readings projection is written only through a [`Writer`], which
+//! applies a flush and its ledger entry in one transaction. Every statement
+//! is parameterised: no caller-supplied text is ever spliced into SurrealQL.
 
 mod alerts;
 mod bare;
 mod change;
-mod commit;
+mod codec;
 mod dead;
+mod layout;
 mod meta;
+mod payload;
 mod read;
-mod rows;
 mod stats;
+mod writer;
 
 use surrealdb::Surreal;
 use surrealdb::engine::any::Any;
 
 pub use alerts::AlertRecord;
 pub use change::ChangeOutcome;
-pub use commit::Layout;
+pub use codec::CodecError;
 pub use dead::DeadLetter;
+pub use layout::SHARDS;
 pub use meta::SensorMetaRow;
-pub use read::{CounterRow, RollupRow, SensorRow};
-pub use stats::{MAX_BUCKETS, TrafficRow};
+pub use stats::{CounterRow, MAX_BUCKETS, RollupRow, SensorRow, TrafficRow};
+pub use writer::{Applied, Writer};
 
 /// The ledger of the readings stream's projection.
 pub const READINGS_LEDGER: &str = "readings";
@@ -44,8 +46,17 @@ pub enum StoreError {
     /// A read would return more events than the caller allows.
     #[error("{found} events match, more than the {cap} one request may scan; narrow the tag or time range")]
     TooMany { found: usize, cap: usize },
+    /// A stored record does not decode: damaged, or written by a newer Vigia.
+    #[error("{0}")]
+    Corrupt(String),
     #[error("SurrealDB: {0}")]
     Db(#[from] surrealdb::Error),
+}
+
+impl From<CodecError> for StoreError {
+    fn from(e: CodecError) -> Self {
+        StoreError::Corrupt(e.to_string())
+    }
 }
 
 /// A handle to the projection store. Cheap to clone.

@@ -1,125 +1,127 @@
-//! Reads of the projections, for the API, the consistency check and tests.
+//! Reads of stored events, for the API, the consistency check and tests.
+//!
+//! Events live in shard blocks (`block:[root, shard, hour, first_seq,
+//! first_idx]`), read by id range a page at a time, so a wide window never
+//! holds more than one page of payloads plus the events that match. Within a
+//! payload only the sections of matching tags are decoded.
 
-use surrealdb::types::SurrealValue;
+use std::ops::ControlFlow;
+
 use vigia_domain::{BLOCK_SPAN_MS, Block, StoredEvent};
 
-use crate::rows::{BlockRow, LastRow};
+use crate::layout::{BlockRecord, SHARDS, root_of, shard_of};
+use crate::payload::{block_directory, decode_blocks_where};
 use crate::{Store, StoreError};
 
-/// One hierarchical counter.
-#[derive(Debug, Clone, PartialEq, SurrealValue)]
-pub struct CounterRow {
-    pub prefix: String,
-    pub depth: i64,
-    pub ok: i64,
-    pub errors: i64,
-}
+/// Block records per page.
+const PAGE: i64 = 64;
 
-/// One rollup bucket of one sensor.
-#[derive(Debug, Clone, PartialEq, SurrealValue)]
-pub struct RollupRow {
-    pub tag: String,
-    /// `m`, `h` or `d`.
-    pub grain: String,
-    pub bucket: i64,
-    pub count: i64,
-    pub sum: f64,
-    pub min: f64,
-    pub max: f64,
-}
+const BLOCK_PAGE: &str = "SELECT * FROM block:[$root, $shard, $start, $seq, $idx]..[$root, $shard, $to] LIMIT $page";
 
-/// A sensor as the registry knows it.
-#[derive(Debug, Clone, PartialEq, SurrealValue)]
-pub struct SensorRow {
-    pub tag: String,
-    pub first_seen: i64,
-    pub last_seen: i64,
-    pub count: i64,
-    pub last_value: Option<f64>,
-    pub last_text: Option<String>,
-    pub last_status: String,
-}
-
-#[derive(Debug, SurrealValue)]
-pub(crate) struct SensorStored {
-    pub(crate) tag: String,
-    pub(crate) first_seen: i64,
-    pub(crate) last_seen: i64,
-    pub(crate) count: i64,
-    pub(crate) last: LastRow,
-}
-
-// The same window twice: counted first, loaded only when under the cap.
-const COUNT_WINDOW: &str = "RETURN math::sum((SELECT VALUE array::len(seq) FROM block
-    WHERE ($from = NONE OR start >= $from) AND ($to = NONE OR start <= $to)
-    AND ($prefix = NONE OR string::starts_with(tag, $prefix))))";
-const SELECT_WINDOW: &str = "SELECT * FROM block
-    WHERE ($from = NONE OR start >= $from) AND ($to = NONE OR start <= $to)
-    AND ($prefix = NONE OR string::starts_with(tag, $prefix))";
-
-impl From<SensorStored> for SensorRow {
-    fn from(s: SensorStored) -> Self {
-        SensorRow {
-            tag: s.tag,
-            first_seen: s.first_seen,
-            last_seen: s.last_seen,
-            count: s.count,
-            last_value: s.last.value,
-            last_text: s.last.text,
-            last_status: s.last.status,
-        }
-    }
+/// Where a page of blocks starts: the first possible id at or after it.
+#[derive(Debug, Clone, Copy)]
+struct After {
+    start: i64,
+    seq: i64,
+    idx: i64,
 }
 
 impl Store {
-    /// Every counter, ordered by prefix.
-    pub async fn counters(&self) -> Result<Vec<CounterRow>, StoreError> {
-        let rows =
-            self.db.query("SELECT prefix, depth, ok, errors FROM counter ORDER BY prefix").await?.check()?.take(0)?;
-        Ok(rows)
+    /// Roots with stored events: every root that has a registry shard.
+    pub async fn roots(&self) -> Result<Vec<String>, StoreError> {
+        let mut roots: Vec<String> = self.db.query("SELECT VALUE root FROM registry").await?.check()?.take(0)?;
+        roots.sort();
+        roots.dedup();
+        Ok(roots)
     }
 
-    /// Every rollup of one grain (`m`, `h`, `d`), ordered by tag and bucket.
-    pub async fn rollups(&self, grain: &str) -> Result<Vec<RollupRow>, StoreError> {
-        let rows = self
-            .db
-            .query(
-                "SELECT tag, grain, bucket, count, sum, min, max FROM rollup WHERE grain = $grain ORDER BY tag, bucket",
-            )
-            .bind(("grain", grain.to_owned()))
-            .await?
-            .check()?
-            .take(0)?;
-        Ok(rows)
+    /// Visits the block records of one shard whose hour starts in `[from, to)`, in id order.
+    pub(crate) async fn each_block(
+        &self,
+        root: &str,
+        shard: u32,
+        from: i64,
+        to: i64,
+        mut visit: impl FnMut(BlockRecord) -> Result<ControlFlow<()>, StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut after = After { start: from, seq: i64::MIN, idx: i64::MIN };
+        loop {
+            let rows: Vec<BlockRecord> = self
+                .db
+                .query(BLOCK_PAGE)
+                .bind(("root", root.to_owned()))
+                .bind(("shard", i64::from(shard)))
+                .bind(("start", after.start))
+                .bind(("seq", after.seq))
+                .bind(("idx", after.idx))
+                .bind(("to", to))
+                .bind(("page", PAGE))
+                .await?
+                .check()?
+                .take(0)?;
+            let full = rows.len() as i64 == PAGE;
+            let mut last = None;
+            for row in rows {
+                last = Some(After { start: row.start, seq: row.first_seq, idx: row.first_idx.saturating_add(1) });
+                if visit(row)?.is_break() {
+                    return Ok(());
+                }
+            }
+            match last {
+                Some(next) if full => after = next,
+                _ => return Ok(()),
+            }
+        }
     }
 
-    /// The sensor registry, ordered by tag.
-    pub async fn sensors(&self) -> Result<Vec<SensorRow>, StoreError> {
-        let rows: Vec<SensorStored> = self
-            .db
-            .query("SELECT tag, first_seen, last_seen, count, last FROM sensor ORDER BY tag")
-            .await?
-            .check()?
-            .take(0)?;
-        Ok(rows.into_iter().map(SensorRow::from).collect())
+    /// Events of the tags `wanted` accepts, from the shards `shards` of
+    /// `roots`, in blocks whose hour starts in `[from, to)`. Stops with
+    /// [`StoreError::TooMany`] as soon as more than `cap` match, before
+    /// decoding them. In log order.
+    pub(crate) async fn events_where(
+        &self,
+        roots: &[String],
+        shards: &[u32],
+        from: i64,
+        to: i64,
+        cap: usize,
+        wanted: &(dyn Fn(&str) -> bool + Sync),
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let mut found = 0usize;
+        let mut blocks: Vec<Block> = Vec::new();
+        for root in roots {
+            for &shard in shards {
+                self.each_block(root, shard, from, to, |row| {
+                    let matching: usize =
+                        block_directory(&row.data[..])?.into_iter().filter(|(t, _)| wanted(t)).map(|(_, n)| n).sum();
+                    if matching == 0 {
+                        return Ok(ControlFlow::Continue(()));
+                    }
+                    found += matching;
+                    if found > cap {
+                        return Err(StoreError::TooMany { found, cap });
+                    }
+                    blocks.extend(decode_blocks_where(&row.data[..], wanted)?);
+                    Ok(ControlFlow::Continue(()))
+                })
+                .await?;
+            }
+        }
+        let mut events: Vec<StoredEvent> = blocks.iter().flat_map(Block::events).collect();
+        events.sort_by_key(|e| e.id);
+        Ok(events)
     }
 
     /// The stored events of one tag, in log order.
     pub async fn events_of(&self, tag: &str) -> Result<Vec<StoredEvent>, StoreError> {
-        let rows: Vec<BlockRow> = self
-            .db
-            .query("SELECT * FROM block WHERE tag = $tag")
-            .bind(("tag", tag.to_owned()))
-            .await?
-            .check()?
-            .take(0)?;
-        Ok(sorted_events(rows))
+        let roots = [root_of(tag).to_owned()];
+        self.events_where(&roots, &[shard_of(tag)], i64::MIN, i64::MAX, usize::MAX, &|t| t == tag).await
     }
 
-    /// Events whose block overlaps `[from, to]` and whose tag starts with
-    /// `prefix` (plain text: `bra` matches `brasil.x` and `braga.y`), in log
-    /// order. Counts first and stops with [`StoreError::TooMany`] past `cap`
-    /// events, before loading anything, so a careless query cannot exhaust memory.
+    /// Events whose hour block overlaps `[from, to]` and whose tag starts
+    /// with `prefix` (plain text: `bra` matches `brasil.x` and `braga.y`),
+    /// in log order. Stops with [`StoreError::TooMany`] past `cap` matching
+    /// events, so a careless query cannot exhaust memory.
     pub async fn events_window(
         &self,
         prefix: Option<&str>,
@@ -127,57 +129,23 @@ impl Store {
         to: Option<i64>,
         cap: usize,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        let from_block = from.map(|f| f.div_euclid(BLOCK_SPAN_MS) * BLOCK_SPAN_MS);
-        // Count first, without loading the columns, so an oversized request
-        // is refused before it costs memory.
-        let prefix = prefix.map(str::to_owned);
-        let total: Option<i64> = self
-            .db
-            .query(COUNT_WINDOW)
-            .bind(("from", from_block))
-            .bind(("to", to))
-            .bind(("prefix", prefix.clone()))
+        let from = from.map_or(i64::MIN, |f| f.div_euclid(BLOCK_SPAN_MS) * BLOCK_SPAN_MS);
+        let to = to.map_or(i64::MAX, |t| t.saturating_add(1));
+        let roots: Vec<String> = self
+            .roots()
             .await?
-            .check()?
-            .take(0)?;
-        let total = total.unwrap_or(0).max(0) as usize;
-        if total > cap {
-            return Err(StoreError::TooMany { found: total, cap });
+            .into_iter()
+            .filter(|r| prefix.is_none_or(|p| r.starts_with(p) || p.starts_with(&format!("{r}."))))
+            .collect();
+        let all: Vec<u32> = (0..SHARDS).collect();
+        match prefix {
+            None => self.events_where(&roots, &all, from, to, cap, &|_| true).await,
+            Some(p) => self.events_where(&roots, &all, from, to, cap, &|t| t.starts_with(p)).await,
         }
-        let rows: Vec<BlockRow> = self
-            .db
-            .query(SELECT_WINDOW)
-            .bind(("from", from_block))
-            .bind(("to", to))
-            .bind(("prefix", prefix))
-            .await?
-            .check()?
-            .take(0)?;
-        Ok(sorted_events(rows))
-    }
-
-    /// One sensor of the registry.
-    pub async fn sensor(&self, tag: &str) -> Result<Option<SensorRow>, StoreError> {
-        let row: Option<SensorStored> = self
-            .db
-            .query("SELECT tag, first_seen, last_seen, count, last FROM ONLY $id")
-            .bind(("id", surrealdb::types::RecordId::new("sensor", tag)))
-            .await?
-            .check()?
-            .take(0)?;
-        Ok(row.map(SensorRow::from))
     }
 
     /// Every stored event, in log order. A full scan: for checks and tests.
     pub async fn all_events(&self) -> Result<Vec<StoredEvent>, StoreError> {
-        let rows: Vec<BlockRow> = self.db.query("SELECT * FROM block").await?.check()?.take(0)?;
-        Ok(sorted_events(rows))
+        self.events_window(None, None, None, usize::MAX).await
     }
-}
-
-fn sorted_events(rows: Vec<BlockRow>) -> Vec<StoredEvent> {
-    let mut events: Vec<StoredEvent> =
-        rows.into_iter().map(BlockRow::into_block).flat_map(|b: Block| b.events()).collect();
-    events.sort_by_key(|e| e.id);
-    events
 }

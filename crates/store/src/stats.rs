@@ -1,13 +1,72 @@
-//! Reads behind the API's aggregates. They touch rollups, traffic and
-//! counters by record id or small ranges, never a scan of the events: a month
-//! of averages over 2,000 sensors reads about 2,000 × (30 days + 48 hours)
-//! rollup records, whatever the number of events.
+//! Reads behind the API's aggregates: rollups, the registry, the counters
+//! derived from it, and traffic. They read shard records by id range, never
+//! the events: a month of averages over a 2,000-sensor root is
+//! `SHARDS × (30 days + up to 47 hours)` records, whatever the number of events.
+//!
+//! Counters are not stored apart: a sensor's counter is its registry entry
+//! (`count`, `errors`), and a region's is the sum of the sensors under it,
+//! added up here. So the tree can never disagree with the registry.
 
-use surrealdb::types::{RecordId, SurrealValue};
+use std::collections::{BTreeMap, BTreeSet};
 
-use crate::read::{CounterRow, RollupRow};
-use crate::rows::rollup_id;
+use surrealdb::types::SurrealValue;
+use vigia_domain::{SensorDelta, Value};
+
+use crate::layout::{RegistryRecord, RollupRecord, SHARDS, root_of, shard_of};
+use crate::payload::{RegistryShard, decode_registry, decode_rollups};
+use crate::writer::grain_of;
 use crate::{Store, StoreError};
+
+/// One hierarchical counter.
+#[derive(Debug, Clone, PartialEq, SurrealValue)]
+pub struct CounterRow {
+    pub prefix: String,
+    pub depth: i64,
+    pub ok: i64,
+    pub errors: i64,
+}
+
+/// One rollup bucket of one sensor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RollupRow {
+    pub tag: String,
+    /// `m`, `h` or `d`.
+    pub grain: String,
+    pub bucket: i64,
+    pub count: i64,
+    pub sum: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+/// A sensor as the registry knows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SensorRow {
+    pub tag: String,
+    pub first_seen: i64,
+    pub last_seen: i64,
+    pub count: i64,
+    pub last_value: Option<f64>,
+    pub last_text: Option<String>,
+    pub last_status: String,
+}
+
+impl SensorRow {
+    fn new(tag: String, s: &SensorDelta) -> SensorRow {
+        SensorRow {
+            tag,
+            first_seen: s.first_seen_ms,
+            last_seen: s.last_seen_ms,
+            count: s.count as i64,
+            last_value: s.last_value.as_number(),
+            last_text: match &s.last_value {
+                Value::Text(t) => Some(t.clone()),
+                _ => None,
+            },
+            last_status: s.last_status.as_str().to_owned(),
+        }
+    }
+}
 
 /// Events of one root in one minute or hour, by status.
 #[derive(Debug, Clone, PartialEq, SurrealValue)]
@@ -21,15 +80,98 @@ pub struct TrafficRow {
 /// The most buckets one request may ask for, per tag.
 pub const MAX_BUCKETS: i64 = 20_000;
 
-/// Bucket starts of `grain_ms` covering `[from, to)`.
-fn buckets(grain_ms: i64, from: i64, to: i64) -> impl Iterator<Item = i64> {
-    let first = from.div_euclid(grain_ms) * grain_ms;
-    (0..).map(move |i| first + i * grain_ms).take_while(move |b| *b < to)
-}
+/// Rollup records per page of a range read.
+const PAGE: i64 = 512;
+
+const ROLLUP_PAGE: &str =
+    "SELECT * FROM rollup:[$root, $shard, $grain, $from]..[$root, $shard, $grain, $to] LIMIT $page";
 
 impl Store {
+    /// Every registry shard of `roots` (all roots when `None`).
+    pub(crate) async fn registry_shards(&self, root: Option<&str>) -> Result<Vec<RegistryShard>, StoreError> {
+        let rows: Vec<RegistryRecord> = match root {
+            None => self.db.query("SELECT * FROM registry").await?.check()?.take(0)?,
+            Some(r) => self
+                .db
+                .query("SELECT * FROM registry:[$root, 0]..=[$root, $last]")
+                .bind(("root", r.to_owned()))
+                .bind(("last", i64::from(SHARDS)))
+                .await?
+                .check()?
+                .take(0)?,
+        };
+        rows.iter().map(|r| decode_registry(&r.data[..]).map_err(StoreError::from)).collect()
+    }
+
+    /// The sensor registry, ordered by tag.
+    pub async fn sensors(&self) -> Result<Vec<SensorRow>, StoreError> {
+        let mut rows: Vec<SensorRow> = self
+            .registry_shards(None)
+            .await?
+            .into_iter()
+            .flat_map(|shard| shard.into_iter().map(|(tag, s)| SensorRow::new(tag.clone(), &s)))
+            .collect();
+        rows.sort_by(|a, b| a.tag.cmp(&b.tag));
+        Ok(rows)
+    }
+
+    /// One sensor of the registry.
+    pub async fn sensor(&self, tag: &str) -> Result<Option<SensorRow>, StoreError> {
+        let rows: Vec<RegistryRecord> =
+            self.select(vec![crate::layout::registry_id(root_of(tag), shard_of(tag))]).await?;
+        let Some(row) = rows.first() else { return Ok(None) };
+        Ok(decode_registry(&row.data[..])?.get(tag).map(|s| SensorRow::new(tag.to_owned(), s)))
+    }
+
+    /// Every counter, ordered by prefix.
+    pub async fn counters(&self) -> Result<Vec<CounterRow>, StoreError> {
+        self.counters_under(None, i64::MAX).await
+    }
+
+    /// Counters under `prefix` (itself included) down to `max_depth`, or every
+    /// counter down to `max_depth` without a prefix. Ordered by prefix.
+    pub async fn counters_under(&self, prefix: Option<&str>, max_depth: i64) -> Result<Vec<CounterRow>, StoreError> {
+        let mut tree: BTreeMap<String, (i64, i64, i64)> = BTreeMap::new();
+        for shard in self.registry_shards(prefix.map(root_of)).await? {
+            for (tag, s) in &shard {
+                let (ok, errors) = ((s.count - s.errors) as i64, s.errors as i64);
+                let ends = tag.match_indices('.').map(|(i, _)| i).chain(std::iter::once(tag.len()));
+                for (depth, end) in ends.enumerate() {
+                    let p = &tag[..end];
+                    let depth = depth as i64 + 1;
+                    let under = prefix
+                        .is_none_or(|want| p == want || (p.starts_with(want) && p.as_bytes()[want.len()] == b'.'));
+                    if depth > max_depth || !under {
+                        continue;
+                    }
+                    let c = tree.entry(p.to_owned()).or_insert((depth, 0, 0));
+                    c.1 += ok;
+                    c.2 += errors;
+                }
+            }
+        }
+        Ok(tree.into_iter().map(|(prefix, (depth, ok, errors))| CounterRow { prefix, depth, ok, errors }).collect())
+    }
+
+    /// Every rollup of one grain (`m`, `h`, `d`), ordered by tag and bucket. A full scan: for checks.
+    pub async fn rollups(&self, grain: &str) -> Result<Vec<RollupRow>, StoreError> {
+        let rows: Vec<RollupRecord> = self
+            .db
+            .query("SELECT * FROM rollup WHERE grain = $grain")
+            .bind(("grain", grain.to_owned()))
+            .await?
+            .check()?
+            .take(0)?;
+        let mut out = Vec::new();
+        for r in rows {
+            push_rows(&mut out, &r, |_| true)?;
+        }
+        out.sort_by(|a, b| (&a.tag, a.bucket).cmp(&(&b.tag, b.bucket)));
+        Ok(out)
+    }
+
     /// Rollups of `tags` in `grain` (`m`, `h`, `d`) whose bucket starts in
-    /// `[from, to)`, fetched by record id. Ordered by tag, then bucket.
+    /// `[from, to)`, read by id range per shard. Ordered by tag, then bucket.
     pub async fn rollups_of(
         &self,
         tags: &[String],
@@ -38,22 +180,39 @@ impl Store {
         from: i64,
         to: i64,
     ) -> Result<Vec<RollupRow>, StoreError> {
-        let ids: Vec<RecordId> = tags
-            .iter()
-            .flat_map(|t| buckets(grain_ms, from, to).take(MAX_BUCKETS as usize).map(move |b| rollup_id(t, grain, b)))
-            .collect();
-        if ids.is_empty() {
-            return Ok(Vec::new());
+        grain_of(grain)?;
+        let to = to.min(from.saturating_add(grain_ms.saturating_mul(MAX_BUCKETS)));
+        let mut shards: BTreeMap<(&str, u32), BTreeSet<&str>> = BTreeMap::new();
+        for t in tags {
+            shards.entry((root_of(t), shard_of(t))).or_default().insert(t.as_str());
         }
-        let mut rows: Vec<RollupRow> = self
-            .db
-            .query("SELECT tag, grain, bucket, count, sum, min, max FROM $ids")
-            .bind(("ids", ids))
-            .await?
-            .check()?
-            .take(0)?;
-        rows.sort_by(|a, b| (&a.tag, a.bucket).cmp(&(&b.tag, b.bucket)));
-        Ok(rows)
+        let mut out = Vec::new();
+        for ((root, shard), wanted) in shards {
+            let mut from = from.div_euclid(grain_ms) * grain_ms;
+            loop {
+                let rows: Vec<RollupRecord> = self
+                    .db
+                    .query(ROLLUP_PAGE)
+                    .bind(("root", root.to_owned()))
+                    .bind(("shard", i64::from(shard)))
+                    .bind(("grain", grain.to_owned()))
+                    .bind(("from", from))
+                    .bind(("to", to))
+                    .bind(("page", PAGE))
+                    .await?
+                    .check()?
+                    .take(0)?;
+                for r in &rows {
+                    push_rows(&mut out, r, |t| wanted.contains(t))?;
+                }
+                match rows.last() {
+                    Some(last) if rows.len() as i64 == PAGE => from = last.bucket.saturating_add(1),
+                    _ => break,
+                }
+            }
+        }
+        out.sort_by(|a, b| (&a.tag, a.bucket).cmp(&(&b.tag, b.bucket)));
+        Ok(out)
     }
 
     /// Rollups of `tags` covering `[from, to]` with the fewest records: day
@@ -92,35 +251,21 @@ impl Store {
             .take(0)?;
         Ok(rows)
     }
-
-    /// Counters under `prefix` (itself included) down to `max_depth`, or every
-    /// counter down to `max_depth` without a prefix. Ordered by prefix.
-    pub async fn counters_under(&self, prefix: Option<&str>, max_depth: i64) -> Result<Vec<CounterRow>, StoreError> {
-        let rows = self
-            .db
-            .query(
-                "SELECT prefix, depth, ok, errors FROM counter
-                 WHERE depth <= $max AND ($prefix = NONE OR prefix = $prefix
-                     OR string::starts_with(prefix, $prefix + '.'))
-                 ORDER BY prefix",
-            )
-            .bind(("prefix", prefix.map(str::to_owned)))
-            .bind(("max", max_depth))
-            .await?
-            .check()?
-            .take(0)?;
-        Ok(rows)
-    }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::buckets;
-
-    #[test]
-    fn buckets_cover_the_range_from_the_floor() {
-        let b: Vec<i64> = buckets(60, 130, 250).collect();
-        assert_eq!(b, vec![120, 180, 240]);
-        assert_eq!(buckets(60, 120, 120).count(), 0);
+fn push_rows(out: &mut Vec<RollupRow>, r: &RollupRecord, wanted: impl Fn(&str) -> bool) -> Result<(), StoreError> {
+    for (tag, d) in decode_rollups(&r.data[..])? {
+        if wanted(&tag) {
+            out.push(RollupRow {
+                tag,
+                grain: r.grain.clone(),
+                bucket: r.bucket,
+                count: d.count as i64,
+                sum: d.sum,
+                min: d.min,
+                max: d.max,
+            });
+        }
     }
+    Ok(())
 }

@@ -62,7 +62,11 @@ pub async fn run(
     parts: Parts,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
-    let batch = BatchOptions { size: config.persister.batch_size, wait: config.persister.batch_wait() };
+    let batch = BatchOptions {
+        size: config.persister.batch_size,
+        wait: config.persister.batch_wait(),
+        flush_events: config.persister.flush_events,
+    };
     let mut tasks: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
     let need_store = || store.clone().context("this part needs the store");
     if parts.persister {

@@ -168,10 +168,18 @@ impl HttpConfig {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct PersisterConfig {
-    /// Most messages applied in one transaction.
+    /// Most messages per pull from JetStream.
     pub batch_size: usize,
-    /// Longest wait for a batch to fill, in milliseconds.
+    /// Longest wait for a pull batch to fill, in milliseconds.
     pub batch_wait_ms: u64,
+    /// Most events (and messages) in one flush, one transaction. While a
+    /// flush commits, the next one fills up to this.
+    #[serde(default = "default_flush_events")]
+    pub flush_events: usize,
+}
+
+fn default_flush_events() -> usize {
+    100_000
 }
 
 impl PersisterConfig {
@@ -238,7 +246,7 @@ impl Default for Config {
                 header_timeout_ms: 10_000,
                 body_timeout_ms: 30_000,
             },
-            persister: PersisterConfig { batch_size: 5000, batch_wait_ms: 50 },
+            persister: PersisterConfig { batch_size: 5000, batch_wait_ms: 50, flush_events: default_flush_events() },
             alerts: AlertsConfig { rules: Rule::default_rules() },
             sim: SimSection {
                 sensors: 200,
@@ -288,6 +296,7 @@ impl Config {
             "nats.tls_cert and nats.tls_key go together: set both (PEM files) or neither"
         );
         anyhow::ensure!(self.persister.batch_size > 0, "persister.batch_size must be at least 1");
+        anyhow::ensure!(self.persister.flush_events > 0, "persister.flush_events must be at least 1");
         Ok(())
     }
 

@@ -7,7 +7,7 @@ use anyhow::Context;
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, pull};
 use tokio_util::sync::CancellationToken;
 use vigia_bus::{ALERTS, Batcher, Bus, READINGS};
-use vigia_store::Store;
+use vigia_store::{Store, Writer};
 
 use crate::workers::persister::{READINGS_LEDGER, apply_batch};
 
@@ -23,6 +23,7 @@ pub struct ReplayReport {
 pub async fn replay(bus: &Bus, store: &Store, batch: usize) -> anyhow::Result<ReplayReport> {
     let mut report = ReplayReport::default();
     let never = CancellationToken::new();
+    let mut writer = Writer::new(store, READINGS_LEDGER);
     for name in [READINGS, ALERTS] {
         let mut stream = bus.jetstream().get_stream(name).await.with_context(|| format!("no stream {name}"))?;
         let state = stream.info().await?.state.clone();
@@ -42,7 +43,7 @@ pub async fn replay(bus: &Bus, store: &Store, batch: usize) -> anyhow::Result<Re
         while let Some(deliveries) = batcher.next(&never).await? {
             let last = deliveries.iter().map(|d| d.seq).max().unwrap_or(0);
             if name == READINGS {
-                let applied = apply_batch(store, READINGS_LEDGER, &deliveries).await?;
+                let applied = apply_batch(&mut writer, &deliveries).await?;
                 report.messages += deliveries.len() as u64;
                 report.events += applied.events;
             } else {

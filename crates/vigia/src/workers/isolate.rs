@@ -2,7 +2,7 @@
 //! (it decodes, but some write it implies fails) must not hold up the
 //! messages behind it, and must not disappear either.
 //!
-//! After [`AFTER_ATTEMPTS`] failed tries of a whole batch the persister
+//! After [`AFTER_ATTEMPTS`] failed tries of a whole flush the persister
 //! splits it in halves, and those in halves, applying every part that the
 //! store takes, in log order. A single message that still fails is only
 //! called poison if the store takes a write of its own right then (the
@@ -16,75 +16,71 @@
 
 use anyhow::Context;
 use vigia_bus::{Bus, Delivery, READINGS};
-use vigia_domain::{EventId, LogEvent, Projection, Reading, StoredEvent, Tag, decode_message};
-use vigia_store::{DeadLetter, Store, StoreError};
+use vigia_domain::{EventId, Reading, StoredEvent, Tag};
+use vigia_store::{Applied, DeadLetter, StoreError, Writer};
 
-use super::persister::{Applied, apply_batch, commit_decoded};
+use super::persister::{Flush, Item, apply_items};
 
-/// Whole-batch attempts before the batch is split.
+/// Whole-flush attempts before the flush is split.
 pub(crate) const AFTER_ATTEMPTS: u32 = 3;
 
 const CONSUMER: &str = "persister";
 
-/// Applies `batch` part by part, setting aside messages the store refuses.
+/// Applies `flush` part by part, setting aside messages the store refuses.
 /// Fails (and applies nothing more) as soon as the store refuses a probe write.
-pub(crate) async fn apply(bus: &Bus, store: &Store, ledger_key: &str, batch: &[Delivery]) -> anyhow::Result<Applied> {
+pub(crate) async fn apply(bus: &Bus, writer: &mut Writer, flush: &Flush) -> anyhow::Result<Applied> {
     let mut total = Applied::default();
     // Halves pushed right first, so parts are applied in log order.
-    let mut parts = vec![batch];
-    while let Some(part) = parts.pop() {
-        match apply_batch(store, ledger_key, part).await {
+    let mut parts: Vec<(&[Delivery], &[Item])> = vec![(&flush.deliveries, &flush.items)];
+    while let Some((deliveries, items)) = parts.pop() {
+        match apply_items(writer, items).await {
             Ok(applied) => total.add(applied),
-            Err(_) if part.len() > 1 => {
-                let (left, right) = part.split_at(part.len() / 2);
-                parts.push(right);
-                parts.push(left);
+            Err(_) if items.len() > 1 => {
+                writer.forget();
+                let half = items.len() / 2;
+                let (dl, dr) = deliveries.split_at(half);
+                let (il, ir) = items.split_at(half);
+                parts.push((dr, ir));
+                parts.push((dl, il));
             }
             Err(e) => {
-                probe(store, ledger_key).await.context("the store refuses writes, not just this message")?;
-                total.add(set_aside(bus, store, ledger_key, &part[0], &e).await?);
+                writer.forget();
+                writer.probe().await.context("the store refuses writes, not just this message")?;
+                total.add(set_aside(bus, writer, &deliveries[0], &items[0], &e).await?);
             }
         }
     }
     Ok(total)
 }
 
-/// A write the store must take if it takes any: the ledger, rewritten unchanged.
-async fn probe(store: &Store, ledger_key: &str) -> Result<(), StoreError> {
-    let ledger = store.ledger(ledger_key).await?;
-    match store.commit(ledger_key, ledger.version, &ledger, &Projection::default()).await {
-        Ok(()) | Err(StoreError::Conflict) => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
 /// Keeps a refused message as an error event, or else as a dead letter.
 async fn set_aside(
     bus: &Bus,
-    store: &Store,
-    ledger_key: &str,
+    writer: &mut Writer,
     d: &Delivery,
+    item: &Item,
     refusal: &StoreError,
 ) -> anyhow::Result<Applied> {
     let reason = format!("the store refused this message: {refusal}");
-    let is_reading = matches!(
-        decode_message(d.subject(), d.event(), d.version(), d.payload(), d.published_ms),
-        LogEvent::Readings(_)
-    );
-    if is_reading && let Ok(tag) = Tag::parse(d.subject()) {
+    if matches!(item, Item::Readings(..))
+        && let Ok(tag) = Tag::parse(d.subject())
+    {
         let reading = Reading::error(tag, d.published_ms, reason.clone(), d.payload());
-        let event = StoredEvent { id: EventId { seq: d.seq, idx: 0 }, reading };
-        match commit_decoded(store, ledger_key, &[(d.seq, vec![event])]).await {
+        let event = [StoredEvent { id: EventId { seq: d.seq, idx: 0 }, reading }];
+        match writer.apply(&[(d.seq, &event)]).await {
             Ok(applied) => {
                 tracing::error!(seq = d.seq, subject = d.subject(), %refusal, "The store refused a message; kept as an error event.");
                 return Ok(applied);
             }
-            Err(e) => tracing::error!(seq = d.seq, error = %e, "The store refused the message's error event too."),
+            Err(e) => {
+                writer.forget();
+                tracing::error!(seq = d.seq, error = %e, "The store refused the message's error event too.");
+            }
         }
     }
     tracing::error!(seq = d.seq, subject = d.subject(), %refusal, "The store refused a message; dead-lettered.");
     let dead = DeadLetter::new(READINGS, CONSUMER, d.seq, d.subject(), &reason, d.payload(), d.published_ms);
-    store.record_dead_letter(&dead).await?;
+    writer.store().record_dead_letter(&dead).await?;
     bus.publisher().dead_letter(READINGS, CONSUMER, d, &reason).await?;
-    Ok(commit_decoded(store, ledger_key, &[(d.seq, Vec::new())]).await?)
+    Ok(writer.apply(&[(d.seq, &[])]).await?)
 }

@@ -1,50 +1,79 @@
-//! The persister: pulls `READINGS` in batches, applies each batch to the
-//! store in one transaction together with its ledger entry, then acks.
+//! The persister: pulls `READINGS`, decodes while the previous flush is being
+//! committed, commits each flush in one transaction with its ledger entry,
+//! then acks.
+//!
+//! Flushes are cut by group commit: while one flush commits, everything that
+//! arrives goes into the next one (up to `flush_events`), so a busy stream
+//! makes big, cheap flushes and a quiet one makes small, quick ones. Decoding
+//! (the fetch task) and committing (the store) run at the same time.
 //!
 //! Exactly-once comes from the ledger, not from acks: a message whose
 //! sequence the ledger holds is skipped, and the ledger moves in the same
 //! transaction as the changes, so a crash between commit and ack, a
 //! redelivery, or a second persister on the same consumer never counts twice.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use vigia_bus::{Batcher, Bus, Delivery, READINGS};
-use vigia_domain::{Change, EventId, LogEvent, Projection, StoredEvent, Tag, decode_message};
-use vigia_store::{ChangeOutcome, Store, StoreError};
+use vigia_domain::{Change, EventId, LogEvent, StoredEvent, Tag, decode_message};
+use vigia_store::{ChangeOutcome, Store, StoreError, Writer};
 
 use super::{ack_all, isolate, retry_backoff};
 
+pub use vigia_store::Applied;
 /// Ledger key of the readings projection.
 pub use vigia_store::READINGS_LEDGER;
 
 /// Batch bounds.
 #[derive(Debug, Clone, Copy)]
 pub struct BatchOptions {
+    /// Most messages per pull.
     pub size: usize,
+    /// Longest wait for a pull batch to fill.
     pub wait: Duration,
+    /// Most events in one flush (one transaction).
+    pub flush_events: usize,
 }
 
-/// What applying a batch did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Applied {
-    pub messages: usize,
-    pub events: u64,
-    /// Messages the ledger already held (redeliveries).
-    pub skipped: usize,
-}
-
-impl Applied {
-    pub(crate) fn add(&mut self, other: Applied) {
-        self.messages += other.messages;
-        self.events += other.events;
-        self.skipped += other.skipped;
+impl BatchOptions {
+    /// The most messages the persister holds unacknowledged, whatever the
+    /// backlog: a flush committing and the next filling (each up to
+    /// `flush_events` plus the pull that crossed it), two pulls queued, one
+    /// being decoded, and one the pull subscription has buffered.
+    pub fn max_in_hand(&self) -> usize {
+        2 * (self.flush_events + self.size) + 4 * self.size
     }
 }
 
-/// Decodes a delivered message into events with their log ids.
-pub fn events_of(seq: u64, d: &Delivery) -> Vec<StoredEvent> {
-    let readings = decode_message(d.subject(), d.event(), d.version(), d.payload(), d.published_ms).into_readings();
+/// A message as the persister applies it.
+#[derive(Debug)]
+pub enum Item {
+    /// Readings (none for a message that only needs marking applied).
+    Readings(u64, Vec<StoredEvent>),
+    /// A correction or retraction, applied alone and in log order.
+    Change(u64, Tag, Change),
+}
+
+impl Item {
+    /// Decodes a delivered message.
+    pub fn of(d: &Delivery) -> Item {
+        match decode_message(d.subject(), d.event(), d.version(), d.payload(), d.published_ms) {
+            LogEvent::Change(tag, change) => Item::Change(d.seq, tag, change),
+            other => Item::Readings(d.seq, numbered(d.seq, other.into_readings())),
+        }
+    }
+
+    fn events(&self) -> usize {
+        match self {
+            Item::Readings(_, evs) => evs.len(),
+            Item::Change(..) => 0,
+        }
+    }
+}
+
+fn numbered(seq: u64, readings: Vec<vigia_domain::Reading>) -> Vec<StoredEvent> {
     readings
         .into_iter()
         .enumerate()
@@ -52,151 +81,170 @@ pub fn events_of(seq: u64, d: &Delivery) -> Vec<StoredEvent> {
         .collect()
 }
 
-/// Applies the messages the ledger does not hold yet: runs of readings in one
+/// Decodes a delivered message into events with their log ids.
+pub fn events_of(seq: u64, d: &Delivery) -> Vec<StoredEvent> {
+    numbered(seq, decode_message(d.subject(), d.event(), d.version(), d.payload(), d.published_ms).into_readings())
+}
+
+/// Applies items the ledger does not hold yet: runs of readings in one
 /// transaction each, every correction or retraction in its own, in log order.
-pub async fn apply_batch(store: &Store, ledger_key: &str, batch: &[Delivery]) -> Result<Applied, StoreError> {
+pub async fn apply_items(writer: &mut Writer, items: &[Item]) -> Result<Applied, StoreError> {
     let mut total = Applied::default();
-    let mut add = |a: Applied| total.add(a);
-    let mut start = 0;
-    for (i, d) in batch.iter().enumerate() {
-        if let LogEvent::Change(tag, change) =
-            decode_message(d.subject(), d.event(), d.version(), d.payload(), d.published_ms)
-        {
-            add(apply_readings(store, ledger_key, &batch[start..i]).await?);
-            add(apply_change(store, ledger_key, d.seq, &tag, &change).await?);
-            start = i + 1;
+    let mut run: Vec<(u64, &[StoredEvent])> = Vec::new();
+    for item in items {
+        match item {
+            Item::Readings(seq, evs) => run.push((*seq, evs)),
+            Item::Change(seq, tag, change) => {
+                if !run.is_empty() {
+                    total.add(writer.apply(&run).await?);
+                    run.clear();
+                }
+                let outcome = writer.change(*seq, tag, change).await?;
+                if outcome == ChangeOutcome::NoTarget {
+                    let target = change.body().target;
+                    tracing::warn!(seq, %target, %tag, "A change names no stored event; recorded as applied.");
+                }
+                let skipped = usize::from(outcome == ChangeOutcome::Held);
+                total.add(Applied { messages: 1, events: 0, skipped });
+            }
         }
     }
-    add(apply_readings(store, ledger_key, &batch[start..]).await?);
+    if !run.is_empty() {
+        total.add(writer.apply(&run).await?);
+    }
     Ok(total)
 }
 
-/// Applies one correction or retraction at `seq`, guarded by the ledger.
-async fn apply_change(
-    store: &Store,
-    ledger_key: &str,
-    seq: u64,
-    tag: &Tag,
-    change: &Change,
-) -> Result<Applied, StoreError> {
-    let mut conflicts = 0u32;
+/// Decodes and applies delivered messages (replay and tests).
+pub async fn apply_batch(writer: &mut Writer, batch: &[Delivery]) -> Result<Applied, StoreError> {
+    let items: Vec<Item> = batch.iter().map(Item::of).collect();
+    apply_items(writer, &items).await
+}
+
+/// Messages in hand: delivered, decoded, not yet acknowledged.
+#[derive(Debug, Default)]
+pub(crate) struct Flush {
+    pub(crate) deliveries: Vec<Delivery>,
+    pub(crate) items: Vec<Item>,
+    events: usize,
+}
+
+impl Flush {
+    fn add(&mut self, deliveries: Vec<Delivery>, items: Vec<Item>) {
+        self.events += items.iter().map(Item::events).sum::<usize>();
+        self.deliveries.extend(deliveries);
+        self.items.extend(items);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.deliveries.is_empty()
+    }
+}
+
+/// What a commit task hands back: the writer, the flush, and how it went
+/// (`None` when it gave up because the persister is stopping).
+type Committed = (Writer, Flush, Option<Applied>, Duration);
+
+/// Commits one flush, retrying (and, after repeated failures, isolating poison
+/// messages) until it is stored or `stop` is cancelled.
+async fn commit(bus: Bus, mut writer: Writer, flush: Flush, stop: CancellationToken) -> anyhow::Result<Committed> {
+    let mut attempt = 0u32;
     loop {
-        let ledger = store.ledger(ledger_key).await?;
-        if ledger.contains(seq) {
-            return Ok(Applied { messages: 1, events: 0, skipped: 1 });
-        }
-        let mut next = ledger.clone();
-        next.insert(seq);
-        let body = change.body();
-        match store
-            .change_event(ledger_key, ledger.version, &next, tag.as_str(), body.ts, body.target, |old| {
-                change.apply(old)
-            })
-            .await
-        {
-            Ok(outcome) => {
-                if outcome == ChangeOutcome::NoTarget {
-                    tracing::warn!(seq, target = %body.target, %tag, "A change names no stored event; recorded as applied.");
+        let started = Instant::now();
+        let result = match attempt {
+            // A flush the store keeps refusing may hold one message it will
+            // never take: find it, if the store still takes other writes.
+            a if a >= isolate::AFTER_ATTEMPTS => isolate::apply(&bus, &mut writer, &flush).await,
+            _ => apply_items(&mut writer, &flush.items).await.map_err(anyhow::Error::from),
+        };
+        match result {
+            Ok(applied) => return Ok((writer, flush, Some(applied), started.elapsed())),
+            Err(e) => {
+                vigia_api::PERSISTER.store_error();
+                attempt += 1;
+                tracing::warn!(error = %format_args!("{e:#}"), attempt, "Store write failed; the flush stays in JetStream and will be retried.");
+                writer.forget();
+                if !retry_backoff(&bus, &flush.deliveries, attempt, &stop).await {
+                    return Ok((writer, flush, None, started.elapsed()));
                 }
-                return Ok(Applied { messages: 1, events: 0, skipped: 0 });
             }
-            Err(StoreError::Conflict) => {
-                conflicts += 1;
-                tokio::time::sleep(Duration::from_millis(u64::from(conflicts.min(20)) * 5)).await;
-            }
-            Err(e) => return Err(e),
         }
     }
 }
 
-/// Applies reading messages the ledger does not hold yet, in one transaction.
-/// Retries on conflicts with other writers; other errors are returned.
-async fn apply_readings(store: &Store, ledger_key: &str, batch: &[Delivery]) -> Result<Applied, StoreError> {
-    let decoded: Vec<(u64, Vec<StoredEvent>)> = batch.iter().map(|d| (d.seq, events_of(d.seq, d))).collect();
-    commit_decoded(store, ledger_key, &decoded).await
-}
-
-/// Commits messages as the given events (none marks a message applied
-/// without events), skipping those the ledger holds, in one transaction.
-pub(crate) async fn commit_decoded(
-    store: &Store,
-    ledger_key: &str,
-    decoded: &[(u64, Vec<StoredEvent>)],
-) -> Result<Applied, StoreError> {
-    let mut conflicts = 0u32;
-    loop {
-        let ledger = store.ledger(ledger_key).await?;
-        let mut next = ledger.clone();
-        let mut events = Vec::new();
-        let mut applied = Applied { messages: decoded.len(), ..Applied::default() };
-        for (seq, evs) in decoded {
-            if next.contains(*seq) {
-                applied.skipped += 1;
-                continue;
-            }
-            next.insert(*seq);
-            events.extend(evs.iter().cloned());
-        }
-        if next == ledger {
-            return Ok(applied);
-        }
-        applied.events = events.len() as u64;
-        let projection = Projection::of(&events);
-        match store.commit(ledger_key, ledger.version, &next, &projection).await {
-            Ok(()) => return Ok(applied),
-            Err(StoreError::Conflict) => {
-                conflicts += 1;
-                tracing::debug!(conflicts, "Another writer committed first; retrying the batch.");
-                tokio::time::sleep(Duration::from_millis(u64::from(conflicts.min(20)) * 5)).await;
-            }
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-/// Runs the persister until `stop`; the batch in hand is finished and acked first.
-pub async fn run(bus: &Bus, store: &Store, options: BatchOptions, stop: CancellationToken) -> anyhow::Result<()> {
-    let consumer = bus.consumer(READINGS, "persister").await?;
-    let mut batcher = Batcher::new(&consumer, options.size, options.wait).await?;
-    tracing::info!(batch_size = options.size, "Persister started.");
+/// Pulls and decodes batches into `tx` until `stop`; then gives back what it
+/// pulled but did not hand on.
+async fn fetch(
+    mut batcher: Batcher,
+    tx: mpsc::Sender<(Vec<Delivery>, Vec<Item>)>,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
     while let Some(batch) = batcher.next(&stop).await? {
-        let mut attempt = 0u32;
-        let applied = loop {
-            let started = std::time::Instant::now();
-            let result = match attempt {
-                // A batch the store keeps refusing may hold one message it will
-                // never take: find it, if the store still takes other writes.
-                a if a >= isolate::AFTER_ATTEMPTS => isolate::apply(bus, store, READINGS_LEDGER, &batch).await,
-                _ => apply_batch(store, READINGS_LEDGER, &batch).await.map_err(anyhow::Error::from),
-            };
-            match result {
-                Ok(applied) => {
-                    vigia_api::PERSISTER.batch(applied.events, started.elapsed());
-                    break Some(applied);
-                }
-                Err(e) => {
-                    vigia_api::PERSISTER.store_error();
-                    attempt += 1;
-                    tracing::warn!(error = %format_args!("{e:#}"), attempt, "Store write failed; the batch stays in JetStream and will be retried.");
-                    if !retry_backoff(bus, &batch, attempt, &stop).await {
-                        break None;
-                    }
-                }
-            }
-        };
-        let Some(applied) = applied else {
-            // Stopping with the store down: leave the batch unacked for redelivery.
+        let items = batch.iter().map(Item::of).collect();
+        if tx.send((batch, items)).await.is_err() {
             break;
-        };
-        ack_all(bus, &batch).await?;
-        tracing::debug!(
-            messages = applied.messages,
-            events = applied.events,
-            skipped = applied.skipped,
-            "Batch stored."
-        );
+        }
     }
     let released = batcher.release().await;
-    tracing::info!(released, "Persister stopped.");
+    tracing::debug!(released, "Fetch stopped.");
+    Ok(())
+}
+
+/// Runs the persister until `stop`; the flush in hand is finished and acked first.
+pub async fn run(bus: &Bus, store: &Store, options: BatchOptions, stop: CancellationToken) -> anyhow::Result<()> {
+    let consumer = bus.consumer(READINGS, "persister").await?;
+    let batcher = Batcher::new(&consumer, options.size, options.wait).await?;
+    tracing::info!(batch_size = options.size, flush_events = options.flush_events, "Persister started.");
+    let (tx, mut rx) = mpsc::channel(2);
+    let fetcher = tokio::spawn(fetch(batcher, tx, stop.clone()));
+    let mut writer = Some(Writer::new(store, READINGS_LEDGER));
+    let mut pending = Flush::default();
+    let mut in_flight: Option<tokio::task::JoinHandle<anyhow::Result<Committed>>> = None;
+    let mut acks: Option<tokio::task::JoinHandle<()>> = None;
+    let mut open = true;
+    loop {
+        if in_flight.is_none() && !pending.is_empty() {
+            let flush = std::mem::take(&mut pending);
+            let w = writer.take().expect("the writer is home when nothing is in flight");
+            in_flight = Some(tokio::spawn(commit(bus.clone(), w, flush, stop.clone())));
+        }
+        if !open && in_flight.is_none() {
+            break;
+        }
+        let room = pending.events < options.flush_events && pending.deliveries.len() < options.flush_events;
+        tokio::select! {
+            received = rx.recv(), if open && room => match received {
+                Some((deliveries, items)) => pending.add(deliveries, items),
+                None => open = false,
+            },
+            done = async { in_flight.as_mut().expect("guarded").await }, if in_flight.is_some() => {
+                in_flight = None;
+                let (w, flush, applied, took) = done??;
+                writer = Some(w);
+                let Some(applied) = applied else {
+                    // Stopping with the store down: leave everything unacked for redelivery.
+                    break;
+                };
+                vigia_api::PERSISTER.batch(applied.events, took);
+                tracing::debug!(messages = applied.messages, events = applied.events, skipped = applied.skipped, "Flush stored.");
+                // Acks go out while the next flush commits; one ack batch at a time.
+                if let Some(previous) = acks.take() {
+                    previous.await.ok();
+                }
+                let bus = bus.clone();
+                acks = Some(tokio::spawn(async move {
+                    if let Err(e) = ack_all(&bus, &flush.deliveries).await {
+                        tracing::warn!(error = %format_args!("{e:#}"), "Acks failed; the ledger skips the redelivery.");
+                    }
+                }));
+            }
+        }
+    }
+    drop(rx);
+    fetcher.await??;
+    if let Some(acks) = acks {
+        acks.await.ok();
+    }
+    tracing::info!("Persister stopped.");
     Ok(())
 }

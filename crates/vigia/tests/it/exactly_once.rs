@@ -23,7 +23,8 @@ async fn commit_without_ack(env: &TestEnv, max: usize) -> Vec<vigia_bus::Deliver
     let consumer = env.consumer(READINGS, "persister").await;
     let mut batcher = Batcher::new(&consumer, max, Duration::from_millis(200)).await.unwrap();
     let batch = batcher.next(&CancellationToken::new()).await.unwrap().expect("a batch");
-    let applied = apply_batch(&env.store, READINGS_LEDGER, &batch).await.unwrap();
+    let mut writer = vigia_store::Writer::new(&env.store, READINGS_LEDGER);
+    let applied = apply_batch(&mut writer, &batch).await.unwrap();
     assert_eq!(applied.skipped, 0);
     assert!(applied.events > 0);
     batch

@@ -1,0 +1,426 @@
+//! The one way projections reach the store: a [`Writer`] applies messages as
+//! events in one transaction per flush, guarded by the ledger's version.
+//!
+//! Aggregates are written whole, not incremented: the writer keeps the
+//! rollup, registry and traffic records it wrote (a write-through cache),
+//! merges a flush's deltas into them in memory and writes each touched record
+//! once. That keeps a flush to a few dozen record writes whatever its size;
+//! SurrealDB's `ON DUPLICATE KEY UPDATE` costs a savepoint rollback per
+//! existing row that walks the whole transaction, which made large flushes
+//! quadratic (`docs/decisions/0002-aggregates-in-shards.md`).
+//!
+//! The cache is only trusted at the ledger version this writer committed
+//! last. Every commit re-checks that version inside the transaction; if
+//! anyone else moved the ledger (another persister on the same consumer), the
+//! commit fails as a conflict, the cache is dropped, and the flush is retried
+//! from what the store holds. Exactly-once therefore still rests on the
+//! ledger alone, as before.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use surrealdb::types::{Bytes, RecordId, SurrealValue};
+use vigia_domain::{Block, Ledger, Projection, RollupGrain, StoredEvent};
+
+use crate::layout::{
+    BlockRecord, RegistryRecord, RollupRecord, TrafficRecord, block_id, ledger_guard, registry_id, rollup_id, root_of,
+    shard_of, traffic_id,
+};
+use crate::payload::{
+    RegistryShard, RollupShard, decode_registry, decode_rollups, encode_blocks, encode_registry, encode_rollups,
+};
+use crate::{Store, StoreError};
+
+/// What applying messages did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Applied {
+    pub messages: usize,
+    pub events: u64,
+    /// Messages the ledger already held (redeliveries).
+    pub skipped: usize,
+}
+
+impl Applied {
+    pub fn add(&mut self, other: Applied) {
+        self.messages += other.messages;
+        self.events += other.events;
+        self.skipped += other.skipped;
+    }
+}
+
+pub(crate) type RollupKey = (String, u32, RollupGrain, i64);
+pub(crate) type RegistryKey = (String, u32);
+pub(crate) type TrafficKey = (String, RollupGrain, i64);
+
+/// Records as this writer last wrote (or read) them.
+#[derive(Debug, Default)]
+pub(crate) struct Cache {
+    pub(crate) rollups: HashMap<RollupKey, RollupShard>,
+    pub(crate) registry: HashMap<RegistryKey, RegistryShard>,
+    pub(crate) traffic: HashMap<TrafficKey, (u64, u64)>,
+}
+
+/// Cached rollup records kept between flushes; past this, only the last
+/// flush's records are kept (backfills touch many old buckets once).
+const CACHE_ROLLUPS: usize = 4096;
+
+// Only these fixed statements are ever sent; every value is a bound parameter.
+pub(crate) const BEGIN: &str = "BEGIN TRANSACTION;
+LET $current = $ledger_id.version ?? 0;
+IF $current != $expected { THROW \"vigia: ledger moved\" };
+UPSERT $ledger_id CONTENT { version: $expected + 1, ranges: $ranges };";
+const WRITE: &str = "
+IF array::len($dropped) > 0 { DELETE $dropped RETURN NONE };
+IF array::len($blocks) > 0 { INSERT INTO block $blocks RETURN NONE };
+IF array::len($rollups) > 0 { INSERT INTO rollup $rollups RETURN NONE };
+IF array::len($registry) > 0 { INSERT INTO registry $registry RETURN NONE };
+IF array::len($traffic) > 0 { INSERT INTO traffic $traffic RETURN NONE };";
+pub(crate) const COMMIT: &str = "COMMIT TRANSACTION;";
+const THROW_MOVED: &str = "vigia: ledger moved";
+
+/// Everything one transaction writes besides the ledger.
+#[derive(Debug, Default)]
+pub(crate) struct Writes {
+    pub(crate) blocks: Vec<BlockRecord>,
+    /// Existing records this transaction replaces or removes (deleted first).
+    pub(crate) dropped: Vec<RecordId>,
+    pub(crate) rollups: Vec<(RollupKey, RollupShard)>,
+    pub(crate) registry: Vec<(RegistryKey, RegistryShard)>,
+    pub(crate) traffic: Vec<(TrafficKey, (u64, u64))>,
+}
+
+/// Applies projections to the store for one stream's ledger.
+#[derive(Debug)]
+pub struct Writer {
+    pub(crate) store: Store,
+    pub(crate) stream: String,
+    /// The ledger as this writer last committed or read it; `None` = read it again.
+    pub(crate) ledger: Option<Ledger>,
+    pub(crate) cache: Cache,
+}
+
+impl Writer {
+    pub fn new(store: &Store, stream: &str) -> Writer {
+        Writer { store: store.clone(), stream: stream.to_owned(), ledger: None, cache: Cache::default() }
+    }
+
+    /// The ledger as far as this writer knows (read from the store when unknown).
+    pub async fn ledger(&mut self) -> Result<&Ledger, StoreError> {
+        if self.ledger.is_none() {
+            self.ledger = Some(self.store.ledger(&self.stream).await?);
+        }
+        Ok(self.ledger.as_ref().expect("just set"))
+    }
+
+    /// The store this writer writes.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Forgets everything cached: the next write reads the store first.
+    pub fn forget(&mut self) {
+        self.ledger = None;
+        self.cache = Cache::default();
+    }
+
+    /// Commits messages as the given events (none marks a message applied
+    /// without events), skipping those the ledger holds, in one transaction.
+    /// Retries when another writer committed first; other errors are returned.
+    pub async fn apply(&mut self, decoded: &[(u64, &[StoredEvent])]) -> Result<Applied, StoreError> {
+        let mut conflicts = 0u32;
+        loop {
+            let ledger = self.ledger().await?.clone();
+            let mut next = ledger.clone();
+            let mut fresh = vec![false; decoded.len()];
+            let mut applied = Applied { messages: decoded.len(), ..Applied::default() };
+            for (i, (seq, evs)) in decoded.iter().enumerate() {
+                if next.contains(*seq) {
+                    applied.skipped += 1;
+                    continue;
+                }
+                next.insert(*seq);
+                fresh[i] = true;
+                applied.events += evs.len() as u64;
+            }
+            if next == ledger {
+                return Ok(applied);
+            }
+            let events = decoded.iter().zip(&fresh).filter(|(_, f)| **f).flat_map(|((_, evs), _)| evs.iter());
+            let projection = Projection::of(events);
+            match self.commit_projection(&ledger, next, &projection).await {
+                Ok(()) => return Ok(applied),
+                Err(StoreError::Conflict) => {
+                    conflicts += 1;
+                    tracing::debug!(conflicts, "Another writer committed first; retrying the flush.");
+                    tokio::time::sleep(Duration::from_millis(u64::from(conflicts.min(20)) * 5)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Rewrites the ledger as it is: a write the store must take if it takes any.
+    pub async fn probe(&mut self) -> Result<(), StoreError> {
+        let ledger = self.ledger().await?.clone();
+        match self.commit_projection(&ledger, ledger.clone(), &Projection::default()).await {
+            Ok(()) | Err(StoreError::Conflict) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// One guarded transaction: the projection merged into the records it touches.
+    async fn commit_projection(
+        &mut self,
+        ledger: &Ledger,
+        next: Ledger,
+        projection: &Projection,
+    ) -> Result<(), StoreError> {
+        let mut writes = Writes { blocks: block_records(&projection.blocks), ..Writes::default() };
+        self.merge_aggregates(projection, &mut writes).await?;
+        self.commit(ledger.version, next, writes).await
+    }
+
+    /// Loads what the cache lacks, then merges the projection's deltas.
+    async fn merge_aggregates(&mut self, p: &Projection, writes: &mut Writes) -> Result<(), StoreError> {
+        let mut rollups: BTreeMap<RollupKey, RollupShard> = BTreeMap::new();
+        for ((tag, grain, bucket), delta) in &p.rollups {
+            let key = (root_of(tag).to_owned(), shard_of(tag), *grain, *bucket);
+            rollups.entry(key).or_default().insert(tag.clone(), *delta);
+        }
+        let mut registry: BTreeMap<RegistryKey, RegistryShard> = BTreeMap::new();
+        for (tag, delta) in &p.sensors {
+            registry.entry((root_of(tag).to_owned(), shard_of(tag))).or_default().insert(tag.clone(), delta.clone());
+        }
+        self.load(rollups.keys(), registry.keys(), p.traffic.keys()).await?;
+        for (key, deltas) in rollups {
+            let mut shard = self.cache.rollups.get(&key).cloned().unwrap_or_default();
+            if self.cache.rollups.contains_key(&key) {
+                writes.dropped.push(rollup_id(&key.0, key.1, key.2.as_str(), key.3));
+            }
+            for (tag, d) in deltas {
+                shard.entry(tag).and_modify(|r| r.merge(&d)).or_insert(d);
+            }
+            writes.rollups.push((key, shard));
+        }
+        for (key, deltas) in registry {
+            let mut shard = self.cache.registry.get(&key).cloned().unwrap_or_default();
+            if self.cache.registry.contains_key(&key) {
+                writes.dropped.push(registry_id(&key.0, key.1));
+            }
+            for (tag, d) in deltas {
+                shard.entry(tag).and_modify(|s| s.merge(&d)).or_insert(d);
+            }
+            writes.registry.push((key, shard));
+        }
+        for ((root, grain, bucket), d) in &p.traffic {
+            let key = (root.clone(), *grain, *bucket);
+            let (ok, errors) = match self.cache.traffic.get(&key) {
+                Some(c) => {
+                    writes.dropped.push(traffic_id(root, grain.as_str(), *bucket));
+                    *c
+                }
+                None => (0, 0),
+            };
+            writes.traffic.push((key, (ok + d.ok, errors + d.error)));
+        }
+        Ok(())
+    }
+
+    /// Reads into the cache the records of these keys that it does not hold.
+    /// A key still missing afterwards has no record in the store.
+    pub(crate) async fn load<'a>(
+        &mut self,
+        rollups: impl Iterator<Item = &'a RollupKey>,
+        registry: impl Iterator<Item = &'a RegistryKey>,
+        traffic: impl Iterator<Item = &'a TrafficKey>,
+    ) -> Result<(), StoreError> {
+        let ids: Vec<RecordId> = rollups
+            .filter(|k| !self.cache.rollups.contains_key(*k))
+            .map(|k| rollup_id(&k.0, k.1, k.2.as_str(), k.3))
+            .collect();
+        if !ids.is_empty() {
+            for r in self.store.select::<RollupRecord>(ids).await? {
+                let grain = grain_of(&r.grain)?;
+                let key = (r.root, r.shard as u32, grain, r.bucket);
+                self.cache.rollups.insert(key, decode_rollups(&r.data[..])?);
+            }
+        }
+        let ids: Vec<RecordId> =
+            registry.filter(|k| !self.cache.registry.contains_key(*k)).map(|k| registry_id(&k.0, k.1)).collect();
+        if !ids.is_empty() {
+            for r in self.store.select::<RegistryRecord>(ids).await? {
+                self.cache.registry.insert((r.root, r.shard as u32), decode_registry(&r.data[..])?);
+            }
+        }
+        let ids: Vec<RecordId> = traffic
+            .filter(|k| !self.cache.traffic.contains_key(*k))
+            .map(|k| traffic_id(&k.0, k.1.as_str(), k.2))
+            .collect();
+        if !ids.is_empty() {
+            for r in self.store.select::<TrafficRecord>(ids).await? {
+                let key = (r.root, grain_of(&r.grain)?, r.bucket);
+                self.cache.traffic.insert(key, (r.ok as u64, r.errors as u64));
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `writes` and the ledger `next` in one transaction, if the
+    /// stored ledger still has `expected`. On success the cache holds what
+    /// was written; on a conflict it is dropped.
+    pub(crate) async fn commit(&mut self, expected: u64, mut next: Ledger, writes: Writes) -> Result<(), StoreError> {
+        let rollups: Vec<RollupRecord> = writes
+            .rollups
+            .iter()
+            .filter(|(_, shard)| !shard.is_empty())
+            .map(|((root, shard, grain, bucket), entries)| RollupRecord {
+                id: rollup_id(root, *shard, grain.as_str(), *bucket),
+                root: root.clone(),
+                shard: i64::from(*shard),
+                grain: grain.as_str().to_owned(),
+                bucket: *bucket,
+                n: entries.len() as i64,
+                data: Bytes::from(encode_rollups(entries)),
+            })
+            .collect();
+        let registry: Vec<RegistryRecord> = writes
+            .registry
+            .iter()
+            .filter(|(_, shard)| !shard.is_empty())
+            .map(|((root, shard), entries)| RegistryRecord {
+                id: registry_id(root, *shard),
+                root: root.clone(),
+                shard: i64::from(*shard),
+                n: entries.len() as i64,
+                data: Bytes::from(encode_registry(entries)),
+            })
+            .collect();
+        let traffic: Vec<TrafficRecord> = writes
+            .traffic
+            .iter()
+            .filter(|(_, (ok, errors))| ok + errors > 0)
+            .map(|((root, grain, bucket), (ok, errors))| TrafficRecord {
+                id: traffic_id(root, grain.as_str(), *bucket),
+                root: root.clone(),
+                grain: grain.as_str().to_owned(),
+                bucket: *bucket,
+                ok: *ok as i64,
+                errors: *errors as i64,
+            })
+            .collect();
+        let [guard_id, guard_expected, guard_ranges] = ledger_guard(&self.stream, expected, &next);
+        let result = self
+            .store
+            .db
+            .query(format!("{BEGIN}\n{WRITE}\n{COMMIT}"))
+            .bind(guard_id)
+            .bind(guard_expected)
+            .bind(guard_ranges)
+            .bind(("blocks", writes.blocks))
+            .bind(("dropped", writes.dropped))
+            .bind(("rollups", rollups))
+            .bind(("registry", registry))
+            .bind(("traffic", traffic))
+            .await
+            .map_err(|e| if is_conflict(&e) { StoreError::Conflict } else { e.into() })
+            .and_then(|mut response| settle(&mut response));
+        match result {
+            Ok(()) => {
+                next.version = expected + 1;
+                self.ledger = Some(next);
+                if self.cache.rollups.len() > CACHE_ROLLUPS {
+                    self.cache.rollups.clear();
+                }
+                for (key, shard) in writes.rollups {
+                    self.cache.rollups.insert(key, shard);
+                }
+                self.cache.registry.extend(writes.registry);
+                self.cache.traffic.extend(writes.traffic);
+                Ok(())
+            }
+            Err(StoreError::Conflict) => {
+                self.forget();
+                Err(StoreError::Conflict)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// One block record per (root, shard, hour) of the flush's blocks.
+pub(crate) fn block_records(blocks: &[Block]) -> Vec<BlockRecord> {
+    let mut groups: BTreeMap<(&str, u32, i64), Vec<&Block>> = BTreeMap::new();
+    for b in blocks.iter().filter(|b| !b.is_empty()) {
+        groups.entry((root_of(&b.tag), shard_of(&b.tag), b.start_ms)).or_default().push(b);
+    }
+    groups
+        .into_iter()
+        .map(|((root, shard, start), blocks)| {
+            let first = blocks.iter().map(|b| b.first_id()).min().expect("groups are not empty");
+            BlockRecord {
+                id: block_id(root, shard, start, first.seq, first.idx),
+                root: root.to_owned(),
+                shard: i64::from(shard),
+                start,
+                first_seq: first.seq as i64,
+                first_idx: i64::from(first.idx),
+                last_seq: blocks.iter().flat_map(|b| b.seq.iter()).max().map_or(0, |s| *s as i64),
+                n: blocks.iter().map(|b| b.len() as i64).sum(),
+                data: Bytes::from(encode_blocks(blocks.into_iter())),
+            }
+        })
+        .collect()
+}
+
+pub(crate) fn grain_of(s: &str) -> Result<RollupGrain, StoreError> {
+    RollupGrain::ALL
+        .into_iter()
+        .find(|g| g.as_str() == s)
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown rollup grain `{s}`")))
+}
+
+#[derive(Debug, SurrealValue)]
+struct LedgerRow {
+    version: i64,
+    ranges: Vec<Vec<i64>>,
+}
+
+impl Store {
+    /// The ledger of a stream's projection (empty when nothing was applied yet).
+    pub async fn ledger(&self, stream: &str) -> Result<Ledger, StoreError> {
+        let row: Option<LedgerRow> = self
+            .db
+            .query("SELECT version, ranges FROM ONLY $id")
+            .bind(("id", RecordId::new("ledger", stream)))
+            .await?
+            .check()?
+            .take(0)?;
+        Ok(row.map_or_else(Ledger::default, |r| Ledger {
+            version: r.version as u64,
+            ranges: r.ranges.iter().map(|r| (r[0] as u64, r[1] as u64)).collect(),
+        }))
+    }
+
+    /// The records with these ids (those that exist).
+    pub(crate) async fn select<T: SurrealValue>(&self, ids: Vec<RecordId>) -> Result<Vec<T>, StoreError> {
+        Ok(self.db.query("SELECT * FROM $ids").bind(("ids", ids)).await?.check()?.take(0)?)
+    }
+}
+
+/// The outcome of a guarded transaction: a failed transaction fails every
+/// statement, so find the one that says why.
+pub(crate) fn settle(response: &mut surrealdb::IndexedResults) -> Result<(), StoreError> {
+    let mut errors: Vec<(usize, surrealdb::Error)> = response.take_errors().into_iter().collect();
+    if errors.is_empty() {
+        return Ok(());
+    }
+    if errors.iter().any(|(_, e)| is_conflict(e)) {
+        return Err(StoreError::Conflict);
+    }
+    errors.sort_by_key(|(i, e)| (e.query_details() == Some(&surrealdb::types::QueryError::NotExecuted), *i));
+    Err(errors.swap_remove(0).1.into())
+}
+
+pub(crate) fn is_conflict(e: &surrealdb::Error) -> bool {
+    e.query_details() == Some(&surrealdb::types::QueryError::TransactionConflict) || e.message().contains(THROW_MOVED)
+}

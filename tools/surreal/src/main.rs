@@ -1,0 +1,10 @@
+//! `surreal`: the SurrealDB server, exactly as the upstream binary starts it
+//! (`surreal start --user root --pass root memory`), built from the
+//! `surrealdb-server` crate. Used only by Vigia's remote-store tests and
+//! local runs; never linked into Vigia.
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    surrealdb_server::init(surrealdb_core::CommunityComposer())
+}

@@ -141,7 +141,11 @@ impl Exposition {
     fn gauge(&mut self, name: &'static str, help: &'static str, labels: &[(&str, &str)], value: f64) {
         let labels: Vec<String> =
             labels.iter().map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))).collect();
-        let line = if labels.is_empty() { format!("{name} {value}") } else { format!("{name}{{{}}} {value}", labels.join(",")) };
+        let line = if labels.is_empty() {
+            format!("{name} {value}")
+        } else {
+            format!("{name}{{{}}} {value}", labels.join(","))
+        };
         self.family(name, help, "gauge").samples.push(line);
     }
 

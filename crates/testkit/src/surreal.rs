@@ -64,8 +64,7 @@ impl SurrealServer {
         let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or_default();
         let password = format!("pw-{}-{nanos}", std::process::id());
         let child = spawn(&binary, dir.path(), engine, port, &password);
-        let mut server =
-            SurrealServer { child, binary, engine: engine.to_owned(), port, password, version, _dir: dir };
+        let mut server = SurrealServer { child, binary, engine: engine.to_owned(), port, password, version, _dir: dir };
         server.wait_ready();
         server
     }

@@ -3,6 +3,10 @@
 //! `surrealdb-server` crate. Used only by Vigia's remote-store tests and
 //! local runs; never linked into Vigia.
 
+// SurrealDB's async query engine needs a deeper layout computation than
+// rustc's default allows, as in upstream's own binary crate.
+#![recursion_limit = "256"]
+
 use std::process::ExitCode;
 
 fn main() -> ExitCode {

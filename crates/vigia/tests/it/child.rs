@@ -32,6 +32,7 @@ impl Vigia {
     }
 
     /// Waits for the process to exit on its own, at most `limit`.
+    #[cfg(feature = "remote-store")]
     pub(crate) fn wait(mut self, limit: Duration) -> std::process::ExitStatus {
         let start = std::time::Instant::now();
         while start.elapsed() < limit {

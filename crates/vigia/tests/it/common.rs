@@ -75,6 +75,7 @@ impl TestEnv {
 
     /// Like [`TestEnv::start_alone`], with the settings `configure` sets
     /// (a store elsewhere than `mem://`, say).
+    #[cfg(feature = "remote-store")]
     pub(crate) async fn start_alone_with(configure: impl FnOnce(&mut Config)) -> TestEnv {
         let turn = alone().await;
         TestEnv::start_in(turn, NatsServer::start(), configure).await

@@ -104,9 +104,20 @@ fn the_justfile_has_every_documented_recipe_with_a_description() {
             described.insert(name.to_owned(), doc.map(str::to_owned));
         }
     }
-    for recipe in
-        ["up", "sim", "test", "bench", "load", "openapi", "fmt", "lint", "replay", "cluster", "surreal", "compose-check"]
-    {
+    for recipe in [
+        "up",
+        "sim",
+        "test",
+        "bench",
+        "load",
+        "openapi",
+        "fmt",
+        "lint",
+        "replay",
+        "cluster",
+        "surreal",
+        "compose-check",
+    ] {
         let doc = described.get(recipe).unwrap_or_else(|| panic!("the justfile has no `{recipe}` recipe"));
         assert!(doc.as_ref().is_some_and(|d| d.len() > 10), "`{recipe}` needs a one-line `# ` description above it");
     }

@@ -61,7 +61,10 @@ fn parse_exposition(text: &str) -> BTreeMap<String, Family> {
         for pair in labels.split(',').filter(|p| !p.is_empty()) {
             let (key, quoted) = pair.split_once('=').unwrap_or_else(|| panic!("bad label `{pair}` in `{line}`"));
             assert!(is_name(key, &[]), "bad label name `{key}`");
-            assert!(quoted.len() >= 2 && quoted.starts_with('"') && quoted.ends_with('"'), "unquoted label in `{line}`");
+            assert!(
+                quoted.len() >= 2 && quoted.starts_with('"') && quoted.ends_with('"'),
+                "unquoted label in `{line}`"
+            );
             entry.labels.insert(key.to_owned());
         }
         entry.samples += 1;
@@ -94,8 +97,9 @@ async fn metrics_parse_as_prometheus_text_and_match_the_documented_list() {
     let scraped = parse_exposition(&text);
     let documented = documented_metrics();
     assert!(documented.len() >= 10, "docs/metrics.md lists the metrics in its table: {documented:?}");
-    let names = |m: &BTreeMap<String, _>| m.keys().cloned().collect::<BTreeSet<String>>();
-    assert_eq!(names(&scraped), names(&documented), "/metrics and docs/metrics.md name the same metrics:\n{text}");
+    let scraped_names: BTreeSet<&String> = scraped.keys().collect();
+    let documented_names: BTreeSet<&String> = documented.keys().collect();
+    assert_eq!(scraped_names, documented_names, "/metrics and docs/metrics.md name the same metrics:\n{text}");
     for (name, (kind, labels)) in &documented {
         let family = &scraped[name];
         assert_eq!(&family.kind, kind, "{name}: type");
@@ -142,7 +146,9 @@ async fn json_logs_are_one_json_object_per_line() {
         }
         assert!(line["fields"]["message"].is_string(), "fields.message in {line}");
     }
-    let warned = lines.iter().any(|l| l["level"] == "WARN" && l["fields"]["message"].as_str().is_some_and(|m| m.contains("tokens")));
+    let warned = lines
+        .iter()
+        .any(|l| l["level"] == "WARN" && l["fields"]["message"].as_str().is_some_and(|m| m.contains("tokens")));
     assert!(warned, "the open-API warning is a structured WARN line:\n{log}");
     let out = std::fs::read_to_string(dir.path().join("serve.out")).expect("serve.out");
     assert!(out.is_empty(), "logs go to standard error, not standard output: {out}");

@@ -69,7 +69,9 @@ fn json_lines(path: &Path) -> Vec<Json> {
     let text = std::fs::read_to_string(path).expect("read log");
     text.lines()
         .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{}: not a JSON log line ({e}): {l}", path.display())))
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("{}: not a JSON log line ({e}): {l}", path.display()))
+        })
         .collect()
 }
 
@@ -113,7 +115,8 @@ async fn serve_persist_alert_and_sim_run_as_separate_processes_on_shared_nats_an
     let env = [("VIGIA_STORE__PASSWORD", surreal.password())];
     let d = dir.path();
     // All at once, as docker compose starts them: each applies the topology and the schema.
-    let persisters = [Vigia::spawn(d, "persist-1", &["persist"], &env), Vigia::spawn(d, "persist-2", &["persist"], &env)];
+    let persisters =
+        [Vigia::spawn(d, "persist-1", &["persist"], &env), Vigia::spawn(d, "persist-2", &["persist"], &env)];
     let alerter = Vigia::spawn(d, "alert", &["alert"], &env);
     let server = Vigia::spawn(d, "serve", &["serve"], &env);
 

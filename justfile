@@ -20,7 +20,7 @@ test:
 test-remote:
     cargo test -p vigia --features remote-store --test it remote
 
-# Build the SurrealDB 3.3.5 server binary `surreal` from crates.io into ~/.cargo/bin (long: ~25 min on 2 cores)
+# Build the SurrealDB 3.3.5 server binary `surreal` from crates.io into ~/.cargo/bin (long: over an hour on a busy 2-core machine)
 surreal:
     CARGO_TARGET_DIR="$HOME/.cache/surreal-target" nice -n 10 cargo install --locked --path tools/surreal --root "$HOME/.cargo"
 

@@ -13,7 +13,7 @@ use crate::{free_port, workspace_root};
 /// a server of another line may not speak its protocol.
 pub const SURREAL_LINE: &str = "3.3.";
 
-const INSTALL: &str = "Build it from crates.io (SurrealDB 3.3.5, about 25 minutes on 2 cores): \
+const INSTALL: &str = "Build it from crates.io (SurrealDB 3.3.5, over an hour on 2 cores): \
      `cargo install --locked --path tools/surreal --root ~/.cargo` (or `just surreal`), \
      or point SURREAL_BIN at a `surreal` 3.3 binary.";
 

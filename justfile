@@ -16,6 +16,14 @@ sim *ARGS:
 test:
     cargo test --workspace
 
+# Run the tests against a real SurrealDB server and separate vigia processes (needs `just surreal` first)
+test-remote:
+    cargo test -p vigia --features remote-store --test it remote
+
+# Build the SurrealDB 3.3.5 server binary `surreal` from crates.io into ~/.cargo/bin (long: over an hour on a busy 2-core machine)
+surreal:
+    CARGO_TARGET_DIR="$HOME/.cache/surreal-target" nice -n 10 cargo install --locked --path tools/surreal --root "$HOME/.cargo"
+
 # Run the criterion benches (release build)
 bench *ARGS:
     cargo bench -p vigia-benches {{ARGS}}
@@ -23,6 +31,10 @@ bench *ARGS:
 # End-to-end harness on a private nats-server and temporary stores (e.g. just harness --batch 500); docs/performance.md
 harness *ARGS:
     cargo run --release -- bench {{ARGS}}
+
+# Load test against a running Vigia (scripts/load-test.sh; placeholder until that script lands)
+load *ARGS:
+    scripts/load-test.sh {{ARGS}}
 
 # Regenerate openapi/openapi.json from the code
 openapi:
@@ -36,6 +48,10 @@ fmt:
 lint:
     cargo fmt --all --check
     cargo clippy --workspace --all-targets -- -D warnings
+
+# Check docker-compose.yml against the Compose Specification schema (pip install check-jsonschema)
+compose-check:
+    check-jsonschema --schemafile .ci/compose-spec.json docker-compose.yml
 
 # Rebuild a fresh store from the streams (e.g. just replay surrealkv://data/replay)
 replay INTO:

@@ -52,16 +52,16 @@ const CONSUMERS: [(&str, &str); 3] =
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain", body = String)))]
 pub(crate) async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
-    let mut out = String::new();
-    gauge(&mut out, "vigia_up_seconds", "Seconds since the API started.", &[], state.started.elapsed().as_secs_f64());
+    let mut out = Exposition::default();
+    out.gauge("vigia_up_seconds", "Seconds since the API started.", &[], state.started.elapsed().as_secs_f64());
     for name in [vigia_bus::READINGS, vigia_bus::ALERTS, vigia_bus::DEADLETTER] {
         if let Ok(mut stream) = state.bus.jetstream().get_stream(name).await
             && let Ok(info) = stream.info().await
         {
             let labels = [("stream", name)];
-            gauge(&mut out, "vigia_stream_messages", "Messages in the stream.", &labels, info.state.messages as f64);
-            gauge(&mut out, "vigia_stream_bytes", "Bytes in the stream.", &labels, info.state.bytes as f64);
-            gauge(&mut out, "vigia_stream_last_sequence", "Last sequence.", &labels, info.state.last_sequence as f64);
+            out.gauge("vigia_stream_messages", "Messages in the stream.", &labels, info.state.messages as f64);
+            out.gauge("vigia_stream_bytes", "Bytes in the stream.", &labels, info.state.bytes as f64);
+            out.gauge("vigia_stream_last_sequence", "Last sequence.", &labels, info.state.last_sequence as f64);
         }
     }
     for (stream, name) in CONSUMERS {
@@ -69,55 +69,27 @@ pub(crate) async fn metrics(State(state): State<ApiState>) -> impl IntoResponse 
             && let Ok(info) = c.info().await
         {
             let labels = [("stream", stream), ("consumer", name)];
-            gauge(&mut out, "vigia_consumer_pending", "Messages not yet delivered.", &labels, info.num_pending as f64);
-            gauge(
-                &mut out,
-                "vigia_consumer_ack_pending",
-                "Delivered, not yet acked.",
-                &labels,
-                info.num_ack_pending as f64,
-            );
-            gauge(
-                &mut out,
-                "vigia_consumer_redelivered",
-                "Messages redelivered.",
-                &labels,
-                info.num_redelivered as f64,
-            );
+            out.gauge("vigia_consumer_pending", "Messages not yet delivered.", &labels, info.num_pending as f64);
+            out.gauge("vigia_consumer_ack_pending", "Delivered, not yet acked.", &labels, info.num_ack_pending as f64);
+            out.gauge("vigia_consumer_redelivered", "Messages redelivered.", &labels, info.num_redelivered as f64);
         }
     }
     let p = &PERSISTER;
-    counter(
-        &mut out,
-        "vigia_persister_batches_total",
-        "Batches stored by this process.",
-        p.batches.load(Ordering::Relaxed),
-    );
-    counter(
-        &mut out,
-        "vigia_persister_events_total",
-        "Events stored by this process.",
-        p.events.load(Ordering::Relaxed),
-    );
-    counter(
-        &mut out,
+    let batches = p.batches.load(Ordering::Relaxed);
+    out.counter("vigia_persister_batches_total", "Batches stored by this process.", batches);
+    out.counter("vigia_persister_events_total", "Events stored by this process.", p.events.load(Ordering::Relaxed));
+    out.counter(
         "vigia_persister_store_errors_total",
         "Failed store writes (retried).",
         p.store_errors.load(Ordering::Relaxed),
     );
-    let _ = writeln!(
-        out,
-        "# HELP vigia_persister_batch_seconds Store time per batch.\n# TYPE vigia_persister_batch_seconds summary\n\
-         vigia_persister_batch_seconds_sum {}\nvigia_persister_batch_seconds_count {}",
-        p.batch_nanos.load(Ordering::Relaxed) as f64 / 1e9,
-        p.batches.load(Ordering::Relaxed)
-    );
+    let seconds = p.batch_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+    out.summary("vigia_persister_batch_seconds", "Store time per batch.", seconds, batches);
     // The ingest rate of the last complete minute, every root, errors included.
     let minute = crate::stats::now_ms().div_euclid(60_000) * 60_000;
     if let Ok(rows) = state.store.traffic("m", minute - 60_000, minute).await {
         let total: i64 = rows.iter().map(|r| r.ok + r.errors).sum();
-        gauge(
-            &mut out,
+        out.gauge(
             "vigia_ingest_events_per_minute",
             "Events timestamped in the last complete minute.",
             &[],
@@ -125,33 +97,76 @@ pub(crate) async fn metrics(State(state): State<ApiState>) -> impl IntoResponse 
         );
     }
     let store_ok = state.store.ping().await.is_ok();
-    gauge(&mut out, "vigia_store_up", "1 when the store answers.", &[], if store_ok { 1.0 } else { 0.0 });
+    out.gauge("vigia_store_up", "1 when the store answers.", &[], if store_ok { 1.0 } else { 0.0 });
     if let Ok(ledger) = state.store.ledger(vigia_store::READINGS_LEDGER).await {
-        gauge(&mut out, "vigia_messages_stored", "READINGS messages applied to the store.", &[], ledger.count() as f64);
+        out.gauge("vigia_messages_stored", "READINGS messages applied to the store.", &[], ledger.count() as f64);
     }
     if let Ok(counters) = state.store.counters_under(None, 1).await {
         for c in counters {
             let labels = [("root", c.prefix.as_str())];
-            gauge(&mut out, "vigia_events_ok", "Stored events with status ok.", &labels, c.ok as f64);
-            gauge(&mut out, "vigia_events_error", "Stored events with status error.", &labels, c.errors as f64);
+            out.gauge("vigia_events_ok", "Stored events with status ok.", &labels, c.ok as f64);
+            out.gauge("vigia_events_error", "Stored events with status error.", &labels, c.errors as f64);
         }
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out.render())
 }
 
-fn gauge(out: &mut String, name: &str, help: &str, labels: &[(&str, &str)], value: f64) {
-    if !out.contains(&format!("# TYPE {name} ")) {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-    }
-    let labels: Vec<String> =
-        labels.iter().map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))).collect();
-    if labels.is_empty() {
-        let _ = writeln!(out, "{name} {value}");
-    } else {
-        let _ = writeln!(out, "{name}{{{}}} {value}", labels.join(","));
-    }
+/// Metric families in the order first seen, each rendered as one group
+/// (HELP, TYPE, then all its samples), as the text format requires.
+#[derive(Default)]
+struct Exposition {
+    families: Vec<Family>,
 }
 
-fn counter(out: &mut String, name: &str, help: &str, value: u64) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
+struct Family {
+    name: &'static str,
+    help: &'static str,
+    kind: &'static str,
+    /// Rendered sample lines.
+    samples: Vec<String>,
+}
+
+impl Exposition {
+    fn family(&mut self, name: &'static str, help: &'static str, kind: &'static str) -> &mut Family {
+        let i = match self.families.iter().position(|f| f.name == name) {
+            Some(i) => i,
+            None => {
+                self.families.push(Family { name, help, kind, samples: Vec::new() });
+                self.families.len() - 1
+            }
+        };
+        &mut self.families[i]
+    }
+
+    fn gauge(&mut self, name: &'static str, help: &'static str, labels: &[(&str, &str)], value: f64) {
+        let labels: Vec<String> =
+            labels.iter().map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))).collect();
+        let line = if labels.is_empty() {
+            format!("{name} {value}")
+        } else {
+            format!("{name}{{{}}} {value}", labels.join(","))
+        };
+        self.family(name, help, "gauge").samples.push(line);
+    }
+
+    fn counter(&mut self, name: &'static str, help: &'static str, value: u64) {
+        self.family(name, help, "counter").samples.push(format!("{name} {value}"));
+    }
+
+    fn summary(&mut self, name: &'static str, help: &'static str, sum: f64, count: u64) {
+        let samples = &mut self.family(name, help, "summary").samples;
+        samples.push(format!("{name}_sum {sum}"));
+        samples.push(format!("{name}_count {count}"));
+    }
+
+    fn render(&self) -> String {
+        let mut out = String::new();
+        for f in &self.families {
+            let _ = writeln!(out, "# HELP {} {}\n# TYPE {} {}", f.name, f.help, f.name, f.kind);
+            for sample in &f.samples {
+                let _ = writeln!(out, "{sample}");
+            }
+        }
+        out
+    }
 }

@@ -114,6 +114,12 @@ impl Store {
         Ok(())
     }
 
+    /// The SurrealDB release serving this store: the embedded engine's, or
+    /// the server's for `ws://` (e.g. `3.3.5`).
+    pub async fn version(&self) -> Result<String, StoreError> {
+        Ok(self.db.version().await?.to_string())
+    }
+
     /// Whether the store answers a trivial query.
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.db.query("RETURN 1").await?.check()?;

@@ -3,14 +3,17 @@
 //! `NatsServer::start()` runs a real `nats-server` with JetStream on a random
 //! loopback port and a temporary store directory, and kills it on drop
 //! (after the style of nats.rs's own test crate). `Browser::start()` runs a
-//! headless Chromium over WebDriver for the dashboard's tests. There are no
-//! mocks here.
+//! headless Chromium over WebDriver for the dashboard's tests;
+//! `SurrealServer::start()` a SurrealDB server for the remote-store tests.
+//! There are no mocks here.
 
 mod browser;
 mod cluster;
+mod surreal;
 
 pub use browser::Browser;
 pub use cluster::NatsCluster;
+pub use surreal::{SURREAL_LINE, SurrealServer, surreal_binary};
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -61,6 +64,36 @@ impl NatsServer {
         }
         conf.push_str(extra);
         conf.push('\n');
+        Self::launch(dir, &conf, mqtt_port, env)
+    }
+
+    /// Starts `nats-server` from the repository's own `nats/nats-server.conf`
+    /// (JetStream, MQTT, its limits), with the client, monitoring and MQTT
+    /// ports swapped for free ones and the store in a temporary directory,
+    /// so the test exercises the file users run.
+    ///
+    /// # Panics
+    /// When `nats-server` is missing, or the shipped file no longer has the
+    /// lines swapped here (then update this function with the file).
+    pub fn start_shipped() -> NatsServer {
+        let dir = tempfile::tempdir().expect("temp dir for nats-server");
+        let shipped = workspace_root().join("nats/nats-server.conf");
+        let mut conf = std::fs::read_to_string(&shipped).expect("read nats/nats-server.conf");
+        let mqtt_port = free_port();
+        let store = dir.path().join("js").display().to_string();
+        for (from, to) in [
+            ("listen: 127.0.0.1:4222".to_owned(), "listen: 127.0.0.1:-1".to_owned()),
+            ("http: 127.0.0.1:8222".to_owned(), String::new()),
+            ("listen: 127.0.0.1:1884".to_owned(), format!("listen: 127.0.0.1:{mqtt_port}")),
+            ("store_dir: \"./data/nats\"".to_owned(), format!("store_dir: {store:?}")),
+        ] {
+            assert!(conf.contains(&from), "nats/nats-server.conf no longer has `{from}`");
+            conf = conf.replace(&from, &to);
+        }
+        Self::launch(dir, &conf, Some(mqtt_port), &[])
+    }
+
+    fn launch(dir: tempfile::TempDir, conf: &str, mqtt_port: Option<u16>, env: &[(&str, &str)]) -> NatsServer {
         let conf_path = dir.path().join("nats.conf");
         std::fs::write(&conf_path, conf).expect("write nats.conf");
         let env: Vec<(String, String)> = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();

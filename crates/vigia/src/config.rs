@@ -342,6 +342,44 @@ mod tests {
         assert_eq!(parsed, Config::default(), "vigia.example.toml drifted from Config::default()");
     }
 
+    /// `KEY: value` lines of docker-compose.yml's `x-vigia` environment, with
+    /// `${VAR:-default}` resolved to its default as compose does without VAR.
+    fn compose_environment(text: &str) -> Vec<(String, String)> {
+        let block = text.split("x-vigia:").nth(1).expect("x-vigia anchor");
+        let env = block.split("  environment:\n").nth(1).expect("environment in x-vigia");
+        env.lines()
+            .take_while(|l| l.starts_with("    "))
+            .filter_map(|l| l.trim().split_once(": "))
+            .map(|(k, v)| {
+                let v = v.trim_matches('"');
+                let v = match v.strip_prefix("${").and_then(|r| r.strip_suffix('}')) {
+                    Some(expr) => expr.split_once(":-").map_or("", |(_, default)| default),
+                    None => v,
+                };
+                (k.to_owned(), v.to_owned())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_compose_environment_is_a_valid_configuration() {
+        let env = compose_environment(include_str!("../../../docker-compose.yml"));
+        assert!(env.len() >= 5, "{env:?}");
+        figment::Jail::expect_with(|jail| {
+            for (k, v) in &env {
+                assert!(k.starts_with("VIGIA_"), "{k}");
+                jail.set_env(k, v);
+            }
+            let c = Config::load(None).map_err(|e| format!("{e:#}"))?;
+            assert_eq!((c.nats.url.as_str(), c.nats.spawn), ("nats://nats:4222", false));
+            assert_eq!(c.store.url, "ws://surrealdb:8000");
+            assert_eq!(c.store.username.as_deref(), Some("root"));
+            assert_eq!(c.store.password.as_ref().map(Secret::expose), Some("root"));
+            assert_eq!((c.log.format.as_str(), c.http.listen.as_str()), ("json", "0.0.0.0:8080"));
+            Ok(())
+        });
+    }
+
     #[test]
     fn rejects_unknown_keys_and_bad_rules() {
         figment::Jail::expect_with(|jail| {

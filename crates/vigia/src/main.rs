@@ -45,6 +45,12 @@ enum Command {
     },
     /// Check that counters, rollups and registry equal a scan of the stored events.
     Verify,
+    /// Exit 0 when NATS answers and the streams exist (with --store, the store too): a container health check.
+    Health {
+        /// Also open and ping the store.
+        #[arg(long)]
+        store: bool,
+    },
     /// Measure the pipeline end to end on a private nats-server and temporary stores (docs/performance.md).
     Bench(BenchArgs),
     /// Write the OpenAPI document.
@@ -154,9 +160,11 @@ struct SimArgs {
 fn init_tracing(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.filter));
+    // Logs go to standard error, so what a command prints as its result
+    // (`vigia sim`, `verify`, `replay`) stays alone on standard output.
     // Colours only on a terminal: redirected logs stay plain text.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr);
     if config.log.format == "json" {
         builder.json().init();
     } else {
@@ -294,6 +302,23 @@ async fn main() -> anyhow::Result<()> {
                 }
                 anyhow::bail!("{} mismatches over {} events", report.mismatches.len(), report.events)
             }
+        }
+        Command::Health { store } => {
+            let check = async {
+                let bus = vigia_bus::Bus::connect_as(&config.nats.url, &config.nats.access())
+                    .await
+                    .context("NATS does not answer")?;
+                for name in [vigia_bus::READINGS, vigia_bus::ALERTS] {
+                    bus.jetstream().get_stream(name).await.with_context(|| format!("stream {name} is missing"))?;
+                }
+                if store {
+                    open_store().await?.ping().await.context("the store does not answer")?;
+                }
+                anyhow::Ok(())
+            };
+            tokio::time::timeout(Duration::from_secs(5), check).await.context("no answer within 5 s")??;
+            println!("ok");
+            Ok(())
         }
         Command::Openapi { .. } | Command::Token(_) | Command::Bench(_) => unreachable!("handled above"),
     }

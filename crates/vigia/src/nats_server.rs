@@ -67,7 +67,9 @@ pub async fn connect_or_spawn(config: &NatsConfig, allow_spawn: bool) -> anyhow:
         .with_context(|| format!("failed to start nats-server with {}", conf.display()))?;
     for _ in 0..100 {
         if let Some(status) = child.try_wait()? {
-            bail!("nats-server exited at start ({status}); see its messages above (is the MQTT port 1883 taken?)");
+            bail!(
+                "nats-server exited at start ({status}); see its messages above (is the MQTT port of nats-server.conf, 1884, taken?)"
+            );
         }
         if let Ok(bus) = Bus::connect_as(&config.url, &access).await {
             return Ok((bus, Some(NatsChild { child })));

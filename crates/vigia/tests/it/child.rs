@@ -2,7 +2,7 @@
 //! its own file descriptors and memory measured apart from the test's.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 /// A `vigia` child process, killed on drop.
@@ -10,15 +10,38 @@ pub(crate) struct Vigia(Child);
 
 impl Vigia {
     pub(crate) fn start(dir: &Path, command: &str) -> Vigia {
-        let log = std::fs::File::create(dir.join(format!("{command}.log"))).expect("log file");
+        Vigia::spawn(dir, command, &[command], &[])
+    }
+
+    /// `vigia --config vigia.toml <args>` in `dir` with `env` set, its
+    /// standard error (the logs) in `<dir>/<name>.log` and its standard
+    /// output in `<dir>/<name>.out`.
+    pub(crate) fn spawn(dir: &Path, name: &str, args: &[&str], env: &[(&str, &str)]) -> Vigia {
+        let log = std::fs::File::create(dir.join(format!("{name}.log"))).expect("log file");
+        let out = std::fs::File::create(dir.join(format!("{name}.out"))).expect("output file");
         let child = Command::new(env!("CARGO_BIN_EXE_vigia"))
             .current_dir(dir)
-            .args(["--config", "vigia.toml", command])
-            .stdout(Stdio::null())
+            .args(["--config", "vigia.toml"])
+            .args(args)
+            .envs(env.iter().copied())
+            .stdout(out)
             .stderr(log)
             .spawn()
             .expect("start the vigia binary");
         Vigia(child)
+    }
+
+    /// Waits for the process to exit on its own, at most `limit`.
+    #[cfg(feature = "remote-store")]
+    pub(crate) fn wait(mut self, limit: Duration) -> std::process::ExitStatus {
+        let start = std::time::Instant::now();
+        while start.elapsed() < limit {
+            if let Some(status) = self.0.try_wait().expect("try_wait") {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("vigia did not exit within {limit:?}");
     }
 
     pub(crate) fn sigkill(mut self) {

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use vigia::app::{self, Parts};
 use vigia::config::Config;
 use vigia_bus::{Bus, Topology};
-use vigia_store::{Store, StoreConfig};
+use vigia_store::Store;
 use vigia_testkit::{NatsServer, workspace_root};
 
 /// Tests that load the whole machine (a browser, child processes, a cluster,
@@ -73,6 +73,14 @@ impl TestEnv {
         TestEnv::start_in(turn, NatsServer::start(), |_| {}).await
     }
 
+    /// Like [`TestEnv::start_alone`], with the settings `configure` sets
+    /// (a store elsewhere than `mem://`, say).
+    #[cfg(feature = "remote-store")]
+    pub(crate) async fn start_alone_with(configure: impl FnOnce(&mut Config)) -> TestEnv {
+        let turn = alone().await;
+        TestEnv::start_in(turn, NatsServer::start(), configure).await
+    }
+
     /// Like [`TestEnv::start`] on a given server, with the NATS settings
     /// (user, TLS) that `configure` sets.
     pub(crate) async fn start_on(nats: NatsServer, configure: impl FnOnce(&mut Config)) -> TestEnv {
@@ -88,7 +96,8 @@ impl TestEnv {
             topology.consumer_mut(name).expect("consumer defined").ack_wait = TEST_ACK_WAIT;
         }
         topology.apply(bus.jetstream()).await.expect("topology applies");
-        let store = Store::open(&StoreConfig::memory()).await.expect("embedded SurrealDB opens");
+        // `mem://` unless `configure` pointed the store elsewhere (a SurrealDB server).
+        let store = Store::open(&config.store_config()).await.expect("the store opens");
         TestEnv { _turn: turn, _nats: nats, bus, store, config }
     }
 

@@ -7,11 +7,16 @@ mod api;
 mod child;
 mod common;
 mod dashboard;
+mod deploy_files;
 mod exactly_once;
 mod faults;
 mod lifecycle;
+mod mqtt;
+mod observability;
 mod openapi;
 mod pipeline;
+#[cfg(feature = "remote-store")]
+mod remote;
 mod security;
 mod slow_clients;
 mod store_faults;

@@ -18,7 +18,7 @@ test:
 
 # Run the tests against a real SurrealDB server and separate vigia processes (needs `just surreal` first)
 test-remote:
-    cargo test -p vigia --features remote-store --test it remote
+    cargo test --workspace --features vigia/remote-store --test it remote
 
 # Build the SurrealDB 3.3.5 server binary `surreal` from crates.io into ~/.cargo/bin (long: over an hour on a busy 2-core machine)
 surreal:

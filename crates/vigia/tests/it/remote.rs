@@ -75,11 +75,11 @@ fn json_lines(path: &Path) -> Vec<Json> {
         .collect()
 }
 
-/// Events a persister process reports stored, from its `Batch stored.` lines.
+/// Events a persister process reports stored, from its `Flush stored.` lines.
 fn events_stored(lines: &[Json]) -> u64 {
     lines
         .iter()
-        .filter(|l| l["fields"]["message"] == "Batch stored.")
+        .filter(|l| l["fields"]["message"] == "Flush stored.")
         .map(|l| l["fields"]["events"].as_u64().expect("events is a count"))
         .sum()
 }

@@ -24,6 +24,10 @@ bench *ARGS:
 harness *ARGS:
     cargo run --release -- bench {{ARGS}}
 
+# Vigia beside InfluxDB 1.6 (apt-get install -y influxdb): same events, same two queries, ratios (e.g. just peer --events 100000); docs/performance.md
+peer *ARGS:
+    cargo run --release -- peer {{ARGS}}
+
 # Regenerate openapi/openapi.json from the code
 openapi:
     cargo run -- openapi --out openapi/openapi.json

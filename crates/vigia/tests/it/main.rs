@@ -11,6 +11,7 @@ mod exactly_once;
 mod faults;
 mod lifecycle;
 mod openapi;
+mod peer;
 mod pipeline;
 mod security;
 mod slow_clients;

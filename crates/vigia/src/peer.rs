@@ -119,7 +119,8 @@ pub async fn run(config: &Config, o: PeerOptions) -> anyhow::Result<Table> {
         })
         .await?;
         let (from, to) = window_30d(now_ms());
-        let (averages_ms, answer) = timed(o.runs, || db.query(&influx::means_query(from, to))).await?;
+        let means_query = influx::means_query(from, to);
+        let (averages_ms, answer) = timed(o.runs, || db.query(&means_query)).await?;
         let averages_check = compare::agree(&means, &influx::grouped(&answer, "sensor")?, compare::MEAN_TOLERANCE);
         let (counts_ms, answer) = timed(o.runs, || db.query(influx::COUNTS_QUERY)).await?;
         let got: BTreeMap<String, f64> =

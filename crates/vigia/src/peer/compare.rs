@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 /// Relative tolerance for means: the systems sum the same doubles in other orders.
-pub const MEAN_TOLERANCE: f64 = 1e-9;
+pub(super) const MEAN_TOLERANCE: f64 = 1e-9;
 
 /// How one system's answer compares with the expected one.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,7 +43,7 @@ impl fmt::Display for Agreement {
 }
 
 /// Compares `got` with `expected` group by group within `tolerance` (relative).
-pub fn agree(expected: &BTreeMap<String, f64>, got: &BTreeMap<String, f64>, tolerance: f64) -> Agreement {
+pub(super) fn agree(expected: &BTreeMap<String, f64>, got: &BTreeMap<String, f64>, tolerance: f64) -> Agreement {
     let mut a = Agreement {
         matched: 0,
         expected: expected.len(),
@@ -68,7 +68,7 @@ pub fn agree(expected: &BTreeMap<String, f64>, got: &BTreeMap<String, f64>, tole
 }
 
 /// The median of some timings (the mean of the middle two for an even count).
-pub fn median(samples: &[f64]) -> f64 {
+pub(super) fn median(samples: &[f64]) -> f64 {
     let mut s = samples.to_vec();
     s.sort_by(f64::total_cmp);
     match s.len() {

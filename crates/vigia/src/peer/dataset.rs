@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use std::ops::Range;
 
 /// The simulator's regions, in the order sensors are dealt to them.
-pub const REGIONS: [&str; 5] = ["norte", "nordeste", "centro-oeste", "sudeste", "sul"];
+pub(super) const REGIONS: [&str; 5] = ["norte", "nordeste", "centro-oeste", "sudeste", "sul"];
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -192,10 +192,10 @@ mod tests {
         let p = d.point(3);
         let lines = d.line_protocol(3..5);
         let first = lines.lines().next().unwrap();
-        assert_eq!(first, format!("reading,region=nordeste,sensor=brasil.nordeste.sensor0003 value={} {}", p.value, p.ts));
+        assert_eq!(first, format!("reading,region=sudeste,sensor=brasil.sudeste.sensor0003 value={} {}", p.value, p.ts));
         assert_eq!(lines.lines().count(), 2);
         let json: serde_json::Value = serde_json::from_str(&d.json(3..5)).unwrap();
-        assert_eq!(json[0]["tag"], "brasil.nordeste.sensor0003");
+        assert_eq!(json[0]["tag"], "brasil.sudeste.sensor0003");
         assert_eq!(json[0]["value"].as_f64(), Some(p.value));
         assert_eq!(json[0]["timestamp"].as_i64(), Some(p.ts));
         assert_eq!(json.as_array().unwrap().len(), 2);

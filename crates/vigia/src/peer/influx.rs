@@ -19,15 +19,15 @@ use tokio::process::{Child, Command};
 const DB: &str = "peer";
 
 /// Mean per sensor over `[from, to]` (unix ms), the same window Vigia answered for.
-pub fn means_query(from: i64, to: i64) -> String {
+pub(super) fn means_query(from: i64, to: i64) -> String {
     format!("SELECT mean(value) FROM reading WHERE time >= {from}ms AND time <= {to}ms GROUP BY sensor")
 }
 
 /// Count per region, all time (Vigia's counters are all-time too).
-pub const COUNTS_QUERY: &str = "SELECT count(value) FROM reading GROUP BY region";
+pub(super) const COUNTS_QUERY: &str = "SELECT count(value) FROM reading GROUP BY region";
 
 /// A configuration for `influxd run -config`: loopback only, nothing reported, files under `dir`.
-pub fn config(dir: &Path, http_port: u16, rpc_port: u16) -> String {
+pub(super) fn config(dir: &Path, http_port: u16, rpc_port: u16) -> String {
     let d = dir.display();
     format!(
         r#"reporting-disabled = true
@@ -67,16 +67,16 @@ bind-address = "127.0.0.1:{rpc_port}"
 
 /// A running `influxd`, killed on drop.
 #[derive(Debug)]
-pub struct Influx {
+pub(super) struct Influx {
     child: Child,
     base: String,
     client: reqwest::Client,
-    pub version: String,
+    pub(super) version: String,
 }
 
 impl Influx {
     /// Starts `binary` with a generated config under `dir` and creates the database.
-    pub async fn start(binary: &str, dir: &Path) -> anyhow::Result<Influx> {
+    pub(super) async fn start(binary: &str, dir: &Path) -> anyhow::Result<Influx> {
         std::fs::create_dir_all(dir)?;
         let (http_port, rpc_port) = (free_port()?, free_port()?);
         let conf = dir.join("influxdb.conf");
@@ -112,7 +112,7 @@ impl Influx {
     }
 
     /// Writes one line-protocol batch (millisecond precision).
-    pub async fn write(&self, body: Bytes) -> anyhow::Result<()> {
+    pub(super) async fn write(&self, body: Bytes) -> anyhow::Result<()> {
         let r = self
             .client
             .post(format!("{}/write?db={DB}&precision=ms", self.base))
@@ -128,7 +128,7 @@ impl Influx {
     }
 
     /// Runs one InfluxQL statement and returns its parsed answer.
-    pub async fn query(&self, q: &str) -> anyhow::Result<Value> {
+    pub(super) async fn query(&self, q: &str) -> anyhow::Result<Value> {
         let r = self
             .client
             .post(format!("{}/query", self.base))
@@ -146,7 +146,7 @@ impl Influx {
         Ok(v)
     }
 
-    pub async fn stop(mut self) {
+    pub(super) async fn stop(mut self) {
         let _ = self.child.kill().await;
     }
 }
@@ -161,7 +161,7 @@ pub(crate) fn free_port() -> std::io::Result<u16> {
 
 /// One number per group from a `GROUP BY <tag_key>` answer: group → value of
 /// the first row's second column (`mean`, `count`).
-pub fn grouped(answer: &Value, tag_key: &str) -> anyhow::Result<BTreeMap<String, f64>> {
+pub(super) fn grouped(answer: &Value, tag_key: &str) -> anyhow::Result<BTreeMap<String, f64>> {
     let mut out = BTreeMap::new();
     let Some(series) = answer.pointer("/results/0/series").and_then(Value::as_array) else {
         return Ok(out); // no points matched

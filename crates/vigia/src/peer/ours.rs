@@ -21,13 +21,13 @@ use crate::app::{self, Parts};
 use crate::config::Config;
 
 /// The window asked for: the API's 30-day window.
-pub const AVERAGES_PATH: &str = "/api/v1/stats/averages?window=30d";
+pub(super) const AVERAGES_PATH: &str = "/api/v1/stats/averages?window=30d";
 /// The counts tree under the root, regions and sensors.
-pub const COUNTS_PATH: &str = "/api/v1/counts?prefix=brasil&depth=2";
+pub(super) const COUNTS_PATH: &str = "/api/v1/counts?prefix=brasil&depth=2";
 
 /// Vigia running for the peer comparison; stopped by [`Vigia::stop`].
 #[derive(Debug)]
-pub struct Vigia {
+pub(super) struct Vigia {
     base: String,
     client: reqwest::Client,
     stop: CancellationToken,
@@ -37,7 +37,7 @@ pub struct Vigia {
 
 impl Vigia {
     /// Starts NATS, the persister and the API, with `config`'s persister and HTTP settings.
-    pub async fn start(config: &Config, dir: &Path) -> anyhow::Result<Vigia> {
+    pub(super) async fn start(config: &Config, dir: &Path) -> anyhow::Result<Vigia> {
         let port = super::influx::free_port()?;
         let nats = Command::new("nats-server")
             .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
@@ -79,7 +79,7 @@ impl Vigia {
     }
 
     /// Posts one JSON array of readings; the API answers 202 once the log has it.
-    pub async fn post(&self, body: Bytes) -> anyhow::Result<()> {
+    pub(super) async fn post(&self, body: Bytes) -> anyhow::Result<()> {
         let r = self
             .client
             .post(format!("{}/api/v1/events", self.base))
@@ -96,7 +96,7 @@ impl Vigia {
     }
 
     /// GETs a path and parses the JSON answer.
-    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
+    pub(super) async fn get(&self, path: &str) -> anyhow::Result<Value> {
         let r = self.client.get(format!("{}{path}", self.base)).send().await.with_context(|| format!("GET {path}"))?;
         let status = r.status();
         let body = r.bytes().await?;
@@ -106,7 +106,7 @@ impl Vigia {
 
     /// Waits until the counters hold `events` under `brasil`: the persister
     /// commits events, counters and its ledger together, so counted means stored.
-    pub async fn wait_counted(&self, events: u64, timeout: Duration) -> anyhow::Result<()> {
+    pub(super) async fn wait_counted(&self, events: u64, timeout: Duration) -> anyhow::Result<()> {
         let started = Instant::now();
         let mut last_report = started;
         loop {
@@ -128,7 +128,7 @@ impl Vigia {
     }
 
     /// Stops the persister and the API, letting the batch in hand finish.
-    pub async fn stop(self) -> anyhow::Result<()> {
+    pub(super) async fn stop(self) -> anyhow::Result<()> {
         self.stop.cancel();
         self.task.await.context("Vigia task")??;
         // Let SurrealKV flush and close before the temporary directory goes.
@@ -138,7 +138,7 @@ impl Vigia {
 }
 
 /// `GET /stats/averages`: the window `(from, to)` and tag → (mean, count).
-pub fn averages(answer: &Value) -> anyhow::Result<((i64, i64), BTreeMap<String, (f64, u64)>)> {
+pub(super) fn averages(answer: &Value) -> anyhow::Result<((i64, i64), BTreeMap<String, (f64, u64)>)> {
     let from = answer["from"].as_i64().context("averages without `from`")?;
     let to = answer["to"].as_i64().context("averages without `to`")?;
     let mut out = BTreeMap::new();
@@ -152,7 +152,7 @@ pub fn averages(answer: &Value) -> anyhow::Result<((i64, i64), BTreeMap<String, 
 }
 
 /// `GET /counts?prefix=brasil&depth=2`: region prefix → total.
-pub fn region_counts(answer: &Value) -> anyhow::Result<BTreeMap<String, u64>> {
+pub(super) fn region_counts(answer: &Value) -> anyhow::Result<BTreeMap<String, u64>> {
     let mut out = BTreeMap::new();
     for node in answer["nodes"].as_array().context("counts without `nodes`")? {
         for region in node["children"].as_array().context("a node without `children`")? {

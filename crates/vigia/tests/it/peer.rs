@@ -15,7 +15,7 @@ async fn vigia_answers_the_peer_dataset_as_the_generator_sums_it() {
         PeerOptions { sensors: 50, events: 3_000, writers: 2, batch: 250, runs: 2, influx: false, ..PeerOptions::default() };
     let table = vigia::peer::run(&config, options).await.expect("the peer run succeeds");
     assert!(table.influx.is_none());
-    let vigia = table.vigia.expect("Vigia ran");
+    let vigia = table.vigia.clone().expect("Vigia ran");
     assert_eq!(vigia.averages_check.expected, 50, "one mean per sensor");
     assert!(vigia.averages_check.holds(), "averages: {}", vigia.averages_check);
     assert_eq!(vigia.counts_check.expected, 5, "one count per region");

@@ -8,7 +8,7 @@
 # oha (cargo install oha --locked), curl, ss (iproute2), python3.
 #
 # Environment (all optional):
-#   VIGIA_BIN       the vigia binary     (default $CARGO_TARGET_DIR/release/vigia)
+#   LOAD_BIN       the vigia binary     (default $CARGO_TARGET_DIR/release/vigia)
 #   LOAD_LEVELS     connection levels    (default "500 1000 5000 10000")
 #   LOAD_DURATION   per level            (default 20s)
 #   LOAD_ENDPOINTS  which, in order      (default "get post")
@@ -20,7 +20,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/vigia-target}"
-BIN="${VIGIA_BIN:-$TARGET_DIR/release/vigia}"
+BIN="${LOAD_BIN:-$TARGET_DIR/release/vigia}"
 LEVELS="${LOAD_LEVELS:-500 1000 5000 10000}"
 DURATION="${LOAD_DURATION:-20s}"
 ENDPOINTS="${LOAD_ENDPOINTS:-get post}"
@@ -32,7 +32,7 @@ command -v oha >/dev/null || die "oha is not installed: cargo install oha --lock
 command -v nats-server >/dev/null || die "nats-server is not installed: apt-get install -y nats-server"
 command -v ss >/dev/null || die "ss is missing: apt-get install -y iproute2"
 command -v curl >/dev/null || die "curl is missing: apt-get install -y curl"
-[ -x "$BIN" ] || die "no binary at $BIN: build it with cargo build --release -p vigia, or set VIGIA_BIN"
+[ -x "$BIN" ] || die "no binary at $BIN: build it with cargo build --release -p vigia, or set LOAD_BIN"
 
 # Every connection is a file descriptor in oha and another in Vigia.
 max_level=0
@@ -100,7 +100,9 @@ for endpoint in $ENDPOINTS; do
     for _ in $(seq 60); do [ "$(ss -Htn state established "( sport = :$http_port )" | wc -l)" -eq 0 ] && break; sleep 0.5; done
   done
 done
-grep -iE "error|warn" "$tmp/vigia.log" | sort | uniq -c | sort -rn | head -20 >"$tmp/vigia-warnings.txt" || true
+# Alerts are logged as warnings by design; the rest, without timestamps, counted by kind.
+grep -iE "error|warn" "$tmp/vigia.log" | grep -v "ALERT " | sed -E 's/^[^ ]+ +//' | cut -c1-160 \
+  | sort | uniq -c | sort -rn | head -20 >"$tmp/vigia-warnings.txt" || true
 if [ -s "$tmp/vigia-warnings.txt" ]; then
   echo "load-test: Vigia logged (counts of each line):" >&2
   cat "$tmp/vigia-warnings.txt" >&2

@@ -251,7 +251,7 @@ async fn main() -> anyhow::Result<()> {
             .with_context(|| format!("failed to open the store at {}", config.store.url))
     };
     let bind = || async {
-        tokio::net::TcpListener::bind(&config.http.listen)
+        vigia_api::bind(&config.http.listen)
             .await
             .with_context(|| format!("failed to listen on {}", config.http.listen))
     };

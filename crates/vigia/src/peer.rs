@@ -154,7 +154,10 @@ pub async fn run(config: &Config, o: PeerOptions) -> anyhow::Result<Table> {
             }
         })
         .await?;
-        eprintln!("peer: Vigia: in the log after {:.1} s; waiting until stored and counted ...", started.elapsed().as_secs_f64());
+        eprintln!(
+            "peer: Vigia: in the log after {:.1} s; waiting until stored and counted ...",
+            started.elapsed().as_secs_f64()
+        );
         vigia.wait_counted(o.events, o.store_timeout).await?;
         let elapsed = started.elapsed();
         let (averages_ms, answer) = timed(o.runs, || vigia.get(ours::AVERAGES_PATH)).await?;
@@ -176,10 +179,8 @@ pub async fn run(config: &Config, o: PeerOptions) -> anyhow::Result<Table> {
         Arc::try_unwrap(vigia).map_err(|_| anyhow::anyhow!("a writer still holds Vigia"))?.stop().await?;
     }
 
-    let honest = [&table.influx, &table.vigia]
-        .into_iter()
-        .flatten()
-        .all(|s| s.averages_check.holds() && s.counts_check.holds());
+    let honest =
+        [&table.influx, &table.vigia].into_iter().flatten().all(|s| s.averages_check.holds() && s.counts_check.holds());
     if !honest {
         println!("{table}");
         anyhow::bail!("an answer disagrees with the dataset (see the honesty check above)");

@@ -192,7 +192,10 @@ mod tests {
         let p = d.point(3);
         let lines = d.line_protocol(3..5);
         let first = lines.lines().next().unwrap();
-        assert_eq!(first, format!("reading,region=sudeste,sensor=brasil.sudeste.sensor0003 value={} {}", p.value, p.ts));
+        assert_eq!(
+            first,
+            format!("reading,region=sudeste,sensor=brasil.sudeste.sensor0003 value={} {}", p.value, p.ts)
+        );
         assert_eq!(lines.lines().count(), 2);
         let json: serde_json::Value = serde_json::from_str(&d.json(3..5)).unwrap();
         assert_eq!(json[0]["tag"], "brasil.sudeste.sensor0003");

@@ -171,8 +171,10 @@ pub(super) fn grouped(answer: &Value, tag_key: &str) -> anyhow::Result<BTreeMap<
             .pointer(&format!("/tags/{tag_key}"))
             .and_then(Value::as_str)
             .with_context(|| format!("a series without tag `{tag_key}`: {s}"))?;
-        let value =
-            s.pointer("/values/0/1").and_then(Value::as_f64).with_context(|| format!("a series without a value: {s}"))?;
+        let value = s
+            .pointer("/values/0/1")
+            .and_then(Value::as_f64)
+            .with_context(|| format!("a series without a value: {s}"))?;
         out.insert(group.to_owned(), value);
     }
     Ok(out)

@@ -66,7 +66,7 @@ impl Vigia {
         let store = Store::open(&StoreConfig { url: store_url, ..StoreConfig::memory() })
             .await
             .context("failed to open the peer's store")?;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let listener = vigia_api::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);
         let stop = CancellationToken::new();
         let task = {

@@ -11,8 +11,15 @@ async fn vigia_answers_the_peer_dataset_as_the_generator_sums_it() {
     let _turn = alone().await;
     // The peer starts its own nats-server and store; only nats.dir and the persister settings are used.
     let config = test_config("nats://127.0.0.1:1");
-    let options =
-        PeerOptions { sensors: 50, events: 3_000, writers: 2, batch: 250, runs: 2, influx: false, ..PeerOptions::default() };
+    let options = PeerOptions {
+        sensors: 50,
+        events: 3_000,
+        writers: 2,
+        batch: 250,
+        runs: 2,
+        influx: false,
+        ..PeerOptions::default()
+    };
     let table = vigia::peer::run(&config, options).await.expect("the peer run succeeds");
     assert!(table.influx.is_none());
     let vigia = table.vigia.clone().expect("Vigia ran");

@@ -13,6 +13,7 @@
 #   LOAD_DURATION   per level            (default 20s)
 #   LOAD_ENDPOINTS  which, in order      (default "get post")
 #   LOAD_OUT        the report           (default docs/load-test.md; the chart goes beside it)
+#   LOAD_TIMEOUT    per request          (default 30s; a request past it counts as an error)
 #
 # Only loopback addresses are used; every request loop is bounded by
 # LOAD_DURATION, and everything started here is stopped on exit.
@@ -24,6 +25,7 @@ BIN="${LOAD_BIN:-$TARGET_DIR/release/vigia}"
 LEVELS="${LOAD_LEVELS:-500 1000 5000 10000}"
 DURATION="${LOAD_DURATION:-20s}"
 ENDPOINTS="${LOAD_ENDPOINTS:-get post}"
+TIMEOUT="${LOAD_TIMEOUT:-30s}"
 OUT="${LOAD_OUT:-docs/load-test.md}"
 SVG="${OUT%.md}.svg"
 
@@ -91,7 +93,7 @@ for endpoint in $ENDPOINTS; do
       get) args=("$base/api/v1/stats/averages?window=24h") ;;
       *) die "unknown endpoint $endpoint (use get, post)" ;;
     esac
-    oha -c "$c" -z "$DURATION" -w --no-tui --output-format json -o "$tmp/$endpoint-$c.json" "${args[@]}" &
+    oha -c "$c" -z "$DURATION" -w -t "$TIMEOUT" --no-tui --output-format json -o "$tmp/$endpoint-$c.json" "${args[@]}" &
     oha_pid=$!
     peak_connections "$oha_pid" >"$tmp/$endpoint-$c.conns"
     wait "$oha_pid" || die "oha failed at $c connections"
@@ -116,6 +118,6 @@ python3 scripts/load-report.py report "$tmp" --out "$OUT" --svg "$SVG" \
   --meta "binary=\`$BIN\`" \
   --meta "oha=$(oha --version | head -1)" \
   --meta "nats-server=$(nats-server --version)" \
-  --meta "duration=$DURATION per level; levels: $LEVELS" \
+  --meta "duration=$DURATION per level, request timeout $TIMEOUT; levels: $LEVELS" \
   --meta "ulimit -n=$(ulimit -n)" \
   --meta "command=\`just load\` (= \`scripts/load-test.sh\`)"

@@ -32,9 +32,13 @@ bench *ARGS:
 harness *ARGS:
     cargo run --release -- bench {{ARGS}}
 
-# Load test against a running Vigia (scripts/load-test.sh; placeholder until that script lands)
+# HTTP load report at 500 to 10,000 connections (oha; release build) into docs/load-test.md
 load *ARGS:
     scripts/load-test.sh {{ARGS}}
+
+# Vigia beside InfluxDB 1.6 (apt-get install -y influxdb): same events, same two queries, ratios (e.g. just peer --events 100000); docs/performance.md
+peer *ARGS:
+    cargo run --release -- peer {{ARGS}}
 
 # Regenerate openapi/openapi.json from the code
 openapi:

@@ -41,7 +41,7 @@ use vigia_store::Store;
 pub use auth::{Auth, Scope, Token, hash_token};
 pub use metrics::{PERSISTER, PersisterStats};
 pub use problem::Problem;
-pub use server::{Limits, serve};
+pub use server::{BACKLOG, Limits, bind, serve};
 
 /// The largest request body accepted (10,000 readings fit comfortably).
 pub const MAX_BODY: usize = 8 * 1024 * 1024;

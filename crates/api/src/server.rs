@@ -30,6 +30,28 @@ impl Default for Limits {
     }
 }
 
+/// Connections the kernel completes and queues before `accept` takes them
+/// (capped by `net.core.somaxconn`). `TcpListener::bind` asks for 128 here,
+/// and a burst of thousands of clients connecting at once then overflows the
+/// queue: the kernel drops their SYNs and they retry after 1 s, 3 s, 7 s ...,
+/// which load generators report as connect timeouts.
+pub const BACKLOG: u32 = 4096;
+
+/// Binds `addr` (`host:port`) for [`serve`] with a [`BACKLOG`]-deep accept queue.
+pub async fn bind(addr: &str) -> std::io::Result<tokio::net::TcpListener> {
+    let mut last = None;
+    for a in tokio::net::lookup_host(addr).await? {
+        let socket = if a.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+        socket.set_reuseaddr(true)?;
+        match socket.bind(a) {
+            Ok(()) => return socket.listen(BACKLOG),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last
+        .unwrap_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{addr} names no address"))))
+}
+
 /// Open requests get this long to finish at shutdown; endless ones (`/live`) are then cut.
 const DRAIN: Duration = Duration::from_secs(10);
 
@@ -87,4 +109,27 @@ pub async fn serve(
     }
     connections.shutdown().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn the_accept_queue_holds_a_burst_of_connections() {
+        let listener = super::bind("127.0.0.1:0").await.expect("binds");
+        let addr = listener.local_addr().expect("address");
+        // Nobody accepts: the kernel alone completes these handshakes, and only
+        // as many as the accept queue holds (128 with a plain bind).
+        let mut held = Vec::new();
+        for i in 0..1000 {
+            let connect = tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr)).await;
+            match connect {
+                Ok(Ok(s)) => held.push(s),
+                other => panic!("connection {i} was not queued: {other:?}"),
+            }
+        }
+        assert_eq!(held.len(), 1000);
+        assert!(super::bind(&addr.to_string()).await.is_err(), "the port is taken");
+    }
 }

@@ -53,6 +53,8 @@ enum Command {
     },
     /// Measure the pipeline end to end on a private nats-server and temporary stores (docs/performance.md).
     Bench(BenchArgs),
+    /// Compare with InfluxDB 1.6: same events, same two queries, both in one run (docs/performance.md).
+    Peer(PeerArgs),
     /// Write the OpenAPI document.
     Openapi {
         #[arg(long, default_value = "openapi/openapi.json")]
@@ -80,6 +82,34 @@ struct BenchArgs {
     /// Seconds the latency phase lasts.
     #[arg(long, default_value_t = 20.0)]
     latency_seconds: f64,
+}
+
+#[derive(clap::Args, Debug)]
+struct PeerArgs {
+    /// Events in the dataset.
+    #[arg(long, default_value_t = 1_000_000)]
+    events: u64,
+    /// Sensors in the dataset (brasil.<region>.sensorNNNN).
+    #[arg(long, default_value_t = 2000)]
+    sensors: usize,
+    /// Concurrent writers for each system.
+    #[arg(long, default_value_t = 4)]
+    writers: usize,
+    /// Points per write request.
+    #[arg(long, default_value_t = 5000)]
+    batch: usize,
+    /// Runs of each query (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Systems to run: influxdb, vigia or both.
+    #[arg(long, value_delimiter = ',', default_value = "influxdb,vigia")]
+    systems: Vec<String>,
+    /// The influxd binary (Debian: apt-get install -y influxdb).
+    #[arg(long, default_value = "influxd")]
+    influxd: String,
+    /// Longest wait, in seconds, for Vigia to store every event.
+    #[arg(long, default_value_t = 10_800)]
+    store_timeout: u64,
 }
 
 #[derive(Subcommand, Debug)]
@@ -197,6 +227,24 @@ async fn main() -> anyhow::Result<()> {
         println!("{}", vigia::bench::run(&config, options).await?);
         return Ok(());
     }
+    if let Command::Peer(args) = &cli.command {
+        if let Some(bad) = args.systems.iter().find(|s| !matches!(s.as_str(), "influxdb" | "vigia")) {
+            anyhow::bail!("--systems: `{bad}` is not influxdb or vigia");
+        }
+        let options = vigia::peer::PeerOptions {
+            sensors: args.sensors,
+            events: args.events,
+            writers: args.writers,
+            batch: args.batch,
+            runs: args.runs,
+            influxd: args.influxd.clone(),
+            influx: args.systems.iter().any(|s| s == "influxdb"),
+            vigia: args.systems.iter().any(|s| s == "vigia"),
+            store_timeout: Duration::from_secs(args.store_timeout),
+        };
+        println!("{}", vigia::peer::run(&config, options).await?);
+        return Ok(());
+    }
     let stop = CancellationToken::new();
     {
         let stop = stop.clone();
@@ -211,7 +259,7 @@ async fn main() -> anyhow::Result<()> {
             .with_context(|| format!("failed to open the store at {}", config.store.url))
     };
     let bind = || async {
-        tokio::net::TcpListener::bind(&config.http.listen)
+        vigia_api::bind(&config.http.listen)
             .await
             .with_context(|| format!("failed to listen on {}", config.http.listen))
     };
@@ -320,6 +368,8 @@ async fn main() -> anyhow::Result<()> {
             println!("ok");
             Ok(())
         }
-        Command::Openapi { .. } | Command::Token(_) | Command::Bench(_) => unreachable!("handled above"),
+        Command::Openapi { .. } | Command::Token(_) | Command::Bench(_) | Command::Peer(_) => {
+            unreachable!("handled above")
+        }
     }
 }

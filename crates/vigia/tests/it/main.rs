@@ -14,6 +14,7 @@ mod lifecycle;
 mod mqtt;
 mod observability;
 mod openapi;
+mod peer;
 mod pipeline;
 #[cfg(feature = "remote-store")]
 mod remote;

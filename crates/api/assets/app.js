@@ -286,6 +286,17 @@ async function refreshHealth() {
   status.dataset.status = h.status;
   $("#h-nats").textContent = h.nats.ok ? "connected" : `down: ${h.nats.error || ""}`;
   $("#h-store").textContent = h.store.ok ? "answering" : `down: ${h.store.error || ""}`;
+  const b = h.backlog;
+  const backlog = $("#h-backlog");
+  backlog.textContent = `${b.lag_messages.toLocaleString("en")} messages, ${b.lag_seconds.toFixed(1)} s` +
+    (b.ingest === "refusing" ? " (HTTP ingest refused until it catches up)" : "");
+  backlog.dataset.ingest = b.ingest;
+  backlog.dataset.lagMessages = b.lag_messages;
+  const st = b.stream;
+  $("#h-stream").textContent = st.fullest
+    ? `${st.messages.toLocaleString("en")} messages, ${(st.fullest_share * 100).toFixed(0)}% of its ${st.fullest} limit`
+    : `${st.messages.toLocaleString("en")} messages, no limit set`;
+  $("#h-warnings").replaceChildren(...b.warnings.map((w) => el("li", { textContent: w })));
   $("#h-lag").replaceChildren(...h.consumers.map((c) => {
     const li = el("li", { textContent: `${c.consumer}: ${c.pending.toLocaleString("en")} pending, ${c.ack_pending} in flight` });
     li.dataset.consumer = c.consumer;

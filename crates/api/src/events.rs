@@ -40,6 +40,11 @@ pub(crate) struct EventOut {
     /// The undecodable payload in hex, when it is not valid UTF-8.
     #[serde(skip_serializing_if = "Option::is_none")]
     raw_hex: Option<String>,
+    /// Present (and true) when the reading was recorded after the fact: a CSV
+    /// import, or older than `[backfill] freshness_secs` when it reached the
+    /// log. Counted and rolled up like any other; it opens no alerts.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    backfill: bool,
 }
 
 impl From<&StoredEvent> for EventOut {
@@ -66,6 +71,7 @@ impl From<&StoredEvent> for EventOut {
             meta: r.meta.clone(),
             raw,
             raw_hex,
+            backfill: r.backfill,
         }
     }
 }
@@ -224,10 +230,6 @@ pub(crate) async fn find_event(state: &ApiState, id: &str) -> Result<StoredEvent
     let reading = readings.get(id.idx as usize).ok_or_else(not_found)?;
     // The reading's time names its hour block: read that block, not the tag's history.
     let (tag, ts) = (reading.tag.to_string(), reading.ts_ms);
-    let events = state
-        .store
-        .events_window(Some(&tag), Some(ts), Some(ts), crate::SCAN_CAP)
-        .await
-        .map_err(crate::store_problem)?;
+    let events = state.store.tag_events(&tag, ts, ts, crate::SCAN_CAP).await.map_err(crate::store_problem)?;
     events.into_iter().find(|e| e.id == id).ok_or_else(not_found)
 }

@@ -15,7 +15,40 @@ pub(crate) struct Health {
     nats: Component,
     store: Component,
     consumers: Vec<ConsumerLag>,
+    backlog: Backlog,
     uptime_secs: u64,
+}
+
+/// How far the store is behind the log, and how full the log is.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Backlog {
+    /// READINGS messages the persister has still to finish.
+    lag_messages: u64,
+    /// Seconds the oldest of them has waited.
+    lag_seconds: f64,
+    /// `open`, or `refusing` while HTTP ingest answers 503 (see `[backpressure]`).
+    ingest: &'static str,
+    /// READINGS against its limits.
+    stream: StreamUse,
+    /// What is close to a limit, in words; empty when nothing is.
+    warnings: Vec<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct StreamUse {
+    messages: u64,
+    bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_messages: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_age_secs: Option<u64>,
+    /// The fullest limit (`messages`, `bytes` or `age`) and how full it is, 0 to 1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fullest: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fullest_share: Option<f64>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -67,13 +100,51 @@ pub(crate) async fn health(State(state): State<ApiState>) -> (StatusCode, Json<H
             });
         }
     }
+    let backlog = backlog(&state).await;
     let ok = nats_ok && store.ok;
     let health = Health {
         status: if ok { "ok" } else { "degraded" },
         nats: Component { ok: nats_ok, error: (!nats_ok).then(|| "not connected".into()) },
         store,
         consumers,
+        backlog,
         uptime_secs: state.started.elapsed().as_secs(),
     };
     (if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(health))
+}
+
+async fn backlog(state: &ApiState) -> Backlog {
+    let r = state.pressure.reading(&state.bus).await;
+    let limits = state.pressure.limits();
+    let usage = r.usage.unwrap_or_default();
+    let mut warnings = Vec::new();
+    let refusing = r.lag.messages() > limits.max_lag_messages || r.lag_seconds > limits.max_lag_seconds;
+    if refusing {
+        warnings.push(format!(
+            "the store is {} messages ({:.0} s) behind: HTTP ingest answers 503 until it catches up",
+            r.lag.messages(),
+            r.lag_seconds
+        ));
+    }
+    if let Some((limit, share)) = r.fullest.filter(|(_, s)| *s >= limits.warn_stream_share) {
+        warnings.push(format!(
+            "READINGS is at {:.0}% of its {limit} limit: at 100% JetStream discards the oldest messages",
+            share * 100.0
+        ));
+    }
+    Backlog {
+        lag_messages: r.lag.messages(),
+        lag_seconds: r.lag_seconds,
+        ingest: if refusing { "refusing" } else { "open" },
+        stream: StreamUse {
+            messages: usage.messages,
+            bytes: usage.bytes,
+            max_messages: usage.max_messages,
+            max_bytes: usage.max_bytes,
+            max_age_secs: usage.max_age_ms.map(|ms| (ms / 1000) as u64),
+            fullest: r.fullest.map(|(l, _)| l.to_owned()),
+            fullest_share: r.fullest.map(|(_, s)| s),
+        },
+        warnings,
+    }
 }

@@ -100,7 +100,8 @@ impl ToSchema for CsvFile {}
         (status = 200, description = "The report", body = ImportReport),
         (status = 400, description = "Bad header, root or encoding", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Over 4 GiB", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The log stopped confirming publishes; upload the file again", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The log stopped confirming publishes (upload the file again), or the store is further \
+            behind the log than `[backpressure]` allows (with `Retry-After` and the lag)", body = Problem, content_type = "application/problem+json"),
         (status = 504, description = "In the log, not stored within 10 s (`?wait=true`); it will be", body = Problem, content_type = "application/problem+json")
     )
 )]
@@ -110,6 +111,7 @@ pub(crate) async fn import(
     request: Request,
 ) -> Result<Json<ImportReport>, Problem> {
     let root = import_root(&state.roots, params.root)?;
+    state.pressure.admit(&state.bus).await?;
     let (chunk_tx, chunk_rx) = mpsc::channel::<std::io::Result<Bytes>>(8);
     let (row_tx, mut row_rx) = mpsc::channel::<Parsed>(4096);
     let parser = tokio::task::spawn_blocking(move || parse(ChunkReader::new(chunk_rx), root.as_deref(), &row_tx));
@@ -163,7 +165,9 @@ pub(crate) async fn import(
                 report.duplicates += 1;
                 continue;
             }
-            let (headers, payload) = vigia_bus::Publisher::batch_message(std::slice::from_ref(&row.item));
+            let (mut headers, payload) = vigia_bus::Publisher::batch_message(std::slice::from_ref(&row.item));
+            // An import is history, whatever the rows' times: stored and counted, never alerted on.
+            headers.insert(vigia_domain::BACKFILL_HEADER, "true");
             let ack = publisher
                 .send(row.tag.to_string(), Some(headers), payload, Some(&row.msg_id))
                 .await
@@ -228,10 +232,10 @@ impl Stored {
             }
             let events = state
                 .store
-                .events_window(Some(row.tag.as_str()), Some(hour), Some(hour), crate::SCAN_CAP)
+                .tag_events(row.tag.as_str(), hour, hour, crate::SCAN_CAP)
                 .await
                 .map_err(crate::store_problem)?;
-            let times = events.iter().filter(|e| e.reading.tag == row.tag).map(|e| e.reading.ts_ms).collect();
+            let times = events.iter().map(|e| e.reading.ts_ms).collect();
             self.hours.insert(key.clone(), times);
         }
         let times = self.hours.get_mut(&key).expect("inserted above");

@@ -94,7 +94,8 @@ pub(crate) struct Accepted {
         (status = 202, description = "In the log; the persister will store it", body = Accepted),
         (status = 400, description = "A reading is invalid, or the array is empty", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Over 10,000 readings or 8 MiB", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The log did not confirm the publish", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The log did not confirm the publish, or the store is further behind the log than \
+            `[backpressure]` allows (with `Retry-After` and the lag)", body = Problem, content_type = "application/problem+json"),
         (status = 504, description = "In the log, but not stored within 10 s", body = Problem, content_type = "application/problem+json")
     )
 )]
@@ -115,6 +116,7 @@ pub(crate) async fn post_events(
         )
     })?;
     let readings = parse_body(&body)?;
+    state.pressure.admit(&state.bus).await?;
     let mut by_root: BTreeMap<String, (Vec<Tag>, Vec<BatchItem>)> = BTreeMap::new();
     for (i, r) in readings.into_iter().enumerate() {
         let (tag, item) = validate(r, &state.roots).map_err(|p| at(p, i))?;

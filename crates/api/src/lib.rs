@@ -19,6 +19,7 @@ mod import;
 mod ingest;
 mod live;
 mod metrics;
+mod pressure;
 mod problem;
 mod rules;
 mod sensors;
@@ -40,6 +41,7 @@ use vigia_store::Store;
 
 pub use auth::{Auth, Scope, Token, hash_token};
 pub use metrics::{PERSISTER, PersisterStats};
+pub use pressure::{Pressure, PressureLimits};
 pub use problem::Problem;
 pub use server::{BACKLOG, Limits, bind, serve};
 
@@ -60,6 +62,8 @@ pub struct ApiState {
     pub auth: Auth,
     /// The configured alert rules, in force until the first change through the API.
     pub default_rules: Vec<vigia_domain::Rule>,
+    /// The store's lag behind the log, and when ingest refuses work.
+    pub pressure: Pressure,
 }
 
 /// A store failure as a problem: too broad a query is the caller's to fix,

@@ -18,6 +18,15 @@ pub struct Problem {
     /// The request field at fault, when there is one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// With 503 under backpressure: messages the store has still to finish.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lag_messages: Option<u64>,
+    /// With 503 under backpressure: seconds the oldest of them has waited.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lag_seconds: Option<f64>,
+    /// Sent as the `Retry-After` header (seconds).
+    #[serde(skip)]
+    pub retry_after: Option<u64>,
 }
 
 impl Problem {
@@ -28,7 +37,18 @@ impl Problem {
             status: status.as_u16(),
             detail: detail.into(),
             field: None,
+            lag_messages: None,
+            lag_seconds: None,
+            retry_after: None,
         }
+    }
+
+    /// A refusal because the store is behind: the lag, and when to retry.
+    pub fn lagging(mut self, messages: u64, seconds: f64, retry_after: u64) -> Problem {
+        self.lag_messages = Some(messages);
+        self.lag_seconds = Some(seconds);
+        self.retry_after = Some(retry_after);
+        self
     }
 
     pub fn field(mut self, field: impl Into<String>) -> Problem {
@@ -42,6 +62,9 @@ impl IntoResponse for Problem {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut response = (status, axum::Json(&self)).into_response();
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         response
     }
 }

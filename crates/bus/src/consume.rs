@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer::PullConsumer};
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
-use vigia_domain::{EVENT_HEADER, VERSION_HEADER};
+use vigia_domain::{BACKFILL_HEADER, EVENT_HEADER, VERSION_HEADER};
 
 use crate::BusError;
 
@@ -45,6 +45,11 @@ impl Delivery {
 
     pub fn version(&self) -> Option<&str> {
         self.header(VERSION_HEADER)
+    }
+
+    /// Whether the publisher marked the message's readings as backfill.
+    pub fn backfill(&self) -> bool {
+        self.header(BACKFILL_HEADER) == Some("true")
     }
 
     /// Acknowledges and waits for the server to confirm it.

@@ -6,6 +6,7 @@
 //! payload (that is the domain's job) and never touches the store.
 
 mod consume;
+mod lag;
 mod publish;
 mod topology;
 
@@ -13,6 +14,7 @@ use async_nats::jetstream;
 
 pub use async_nats::HeaderMap;
 pub use consume::{Batcher, Delivery};
+pub use lag::{Lag, Usage};
 pub use publish::{DEAD_REASON, DEAD_SEQ, DEAD_STREAM, DEAD_SUBJECT, PublishError, Publisher, Stored};
 pub use topology::{ALERTS, DEADLETTER, READINGS, Topology, TopologyError};
 

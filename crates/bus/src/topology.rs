@@ -81,6 +81,14 @@ impl Topology {
         }
     }
 
+    /// Keeps READINGS messages for `age` (the store's raw-event retention),
+    /// so the log can always replay what the store still holds.
+    pub fn set_readings_max_age(&mut self, age: std::time::Duration) {
+        for s in self.streams.iter_mut().filter(|s| s.name == READINGS) {
+            s.max_age = age;
+        }
+    }
+
     /// The consumer named `durable`, to adjust before applying (tests shorten `ack_wait`).
     pub fn consumer_mut(&mut self, durable: &str) -> Option<&mut consumer::pull::Config> {
         self.consumers.iter_mut().map(|(_, c)| c).find(|c| c.durable_name.as_deref() == Some(durable))

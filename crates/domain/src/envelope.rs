@@ -21,6 +21,8 @@ use crate::tag::Tag;
 pub const EVENT_HEADER: &str = "Vigia-Event";
 /// Header with the event's schema version.
 pub const VERSION_HEADER: &str = "Vigia-Version";
+/// Header of a message whose readings are backfill (CSV imports set it).
+pub const BACKFILL_HEADER: &str = "Vigia-Backfill";
 /// A batch of readings.
 pub const READINGS_RECORDED: &str = "ReadingsRecorded";
 

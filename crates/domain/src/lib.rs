@@ -22,8 +22,8 @@ mod tag;
 pub use change::{Change, READING_CORRECTED, READING_RETRACTED, ReadingChange};
 pub use decode::{decode_payload, parse_timestamp};
 pub use envelope::{
-    BatchItem, EVENT_HEADER, EnvelopeError, ItemValue, LogEvent, READINGS_RECORDED, VERSION_HEADER, batch_subject,
-    decode_message, encode_batch,
+    BACKFILL_HEADER, BatchItem, EVENT_HEADER, EnvelopeError, ItemValue, LogEvent, READINGS_RECORDED, VERSION_HEADER,
+    batch_subject, decode_message, encode_batch,
 };
 pub use import::{ImportError, ImportHeader, ImportRow, RowError};
 pub use ledger::Ledger;
@@ -31,7 +31,7 @@ pub use projection::{
     BLOCK_SPAN_MS, Block, BlockExtra, CounterDelta, Projection, RollupDelta, RollupGrain, SensorDelta, StoredEvent,
 };
 pub use query::{Cursor, EventField, EventQuery, Filter, FilterOp, Page, QueryError, SortDirection, SortKey};
-pub use reading::{EventId, Reading, Status, Value};
+pub use reading::{EventId, Reading, Status, Value, mark_backfill};
 pub use rules::{
     ACK_SUBJECT_PREFIX, ALERT_ACKNOWLEDGED, AlertAck, AlertChange, AlertEvent, AlertKind, AlertState, Op, RULES_SET,
     RULES_SUBJECT, Rule, RuleError, RulesSet,

@@ -33,6 +33,8 @@ pub struct Block {
     /// `None` for text and empty values.
     pub value: Vec<Option<f64>>,
     pub status: Vec<Status>,
+    /// Whether each event was recorded after the fact (see `Reading::backfill`).
+    pub backfill: Vec<bool>,
     /// The rare fields, only for the events that have them.
     pub extra: Vec<BlockExtra>,
 }
@@ -58,6 +60,7 @@ impl Block {
         self.ts.push(r.ts_ms);
         self.value.push(r.value.as_number());
         self.status.push(r.status);
+        self.backfill.push(r.backfill);
         let text = match &r.value {
             Value::Text(t) => Some(t.clone()),
             _ => None,
@@ -82,6 +85,7 @@ impl Block {
             .map(|i| {
                 let mut reading = Reading::number(tag.clone(), self.ts[i], 0.0);
                 reading.status = self.status[i];
+                reading.backfill = self.backfill[i];
                 reading.value = self.value[i].map_or(Value::Empty, Value::Number);
                 if let Some(extra) = extras.next_if(|e| e.i as usize == i) {
                     if let Some(t) = &extra.text {

@@ -61,6 +61,10 @@ pub struct Reading {
     pub meta: BTreeMap<String, String>,
     /// The undecodable payload, kept byte for byte.
     pub raw: Option<Vec<u8>>,
+    /// Recorded after the fact (a CSV import, or older than the freshness
+    /// window when it reached the log): stored and counted like any other,
+    /// but never opens an alert.
+    pub backfill: bool,
 }
 
 impl Reading {
@@ -75,6 +79,7 @@ impl Reading {
             unit: None,
             meta: BTreeMap::new(),
             raw: None,
+            backfill: false,
         }
     }
 
@@ -89,7 +94,18 @@ impl Reading {
             unit: None,
             meta: BTreeMap::new(),
             raw: Some(raw.to_vec()),
+            backfill: false,
         }
+    }
+}
+
+/// Marks the readings of one message as backfill: all of them when the
+/// message says so (`Vigia-Backfill`), else those older than `freshness_ms`
+/// when the broker received them at `broker_ms`. The log holds both inputs,
+/// so a replay marks the same readings.
+pub fn mark_backfill(readings: &mut [Reading], flagged: bool, broker_ms: i64, freshness_ms: i64) {
+    for r in readings {
+        r.backfill = flagged || broker_ms.saturating_sub(r.ts_ms) > freshness_ms;
     }
 }
 

@@ -47,9 +47,14 @@ pub(crate) fn rollup_id(root: &str, shard: u32, grain: &str, bucket: i64) -> Rec
     )
 }
 
+/// `<table>:[root, shard]`.
+pub(crate) fn keyed(table: &str, root: &str, shard: u32) -> RecordId {
+    RecordId::new(table, key(vec![SValue::from_t(root.to_owned()), SValue::from_t(i64::from(shard))]))
+}
+
 /// `registry:[root, shard]`.
 pub(crate) fn registry_id(root: &str, shard: u32) -> RecordId {
-    RecordId::new("registry", key(vec![SValue::from_t(root.to_owned()), SValue::from_t(i64::from(shard))]))
+    keyed("registry", root, shard)
 }
 
 /// `traffic:[root, grain, bucket]`.

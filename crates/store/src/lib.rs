@@ -14,6 +14,7 @@ mod layout;
 mod meta;
 mod payload;
 mod read;
+mod retention;
 mod stats;
 mod writer;
 
@@ -26,6 +27,7 @@ pub use codec::CodecError;
 pub use dead::DeadLetter;
 pub use layout::SHARDS;
 pub use meta::SensorMetaRow;
+pub use retention::{Retention, Retired, RetiredRow};
 pub use stats::{CounterRow, MAX_BUCKETS, RollupRow, SensorRow, TrafficRow};
 pub use writer::{Applied, Writer};
 

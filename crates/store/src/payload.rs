@@ -16,11 +16,14 @@ const V1: u8 = 1;
 
 const ERROR: u8 = 1;
 const NUMBER: u8 = 2;
+const BACKFILL: u8 = 4;
 
 /// Tags to one bucket's rollup.
 pub(crate) type RollupShard = BTreeMap<String, RollupDelta>;
 /// Tags to the registry's knowledge of them.
 pub(crate) type RegistryShard = BTreeMap<String, SensorDelta>;
+/// Tags to the events retention removed: (count, errors).
+pub(crate) type RetiredShard = BTreeMap<String, (u64, u64)>;
 
 fn version(d: &mut Dec<'_>) -> Result<(), CodecError> {
     match d.u8()? {
@@ -53,6 +56,7 @@ fn encode_section(e: &mut Enc, b: &Block) {
         e.uv(u64::from(b.idx[i]));
         e.iv(b.ts[i].wrapping_sub(b.start_ms));
         let error = if b.status[i] == Status::Error { ERROR } else { 0 };
+        let error = error | if b.backfill[i] { BACKFILL } else { 0 };
         match b.value[i] {
             Some(v) => {
                 e.u8(error | NUMBER);
@@ -131,6 +135,7 @@ fn decode_section(tag: String, n: usize, d: &mut Dec<'_>) -> Result<Block, Codec
         ts: Vec::with_capacity(n),
         value: Vec::with_capacity(n),
         status: Vec::with_capacity(n),
+        backfill: Vec::with_capacity(n),
         extra: Vec::new(),
     };
     for _ in 0..n {
@@ -139,6 +144,7 @@ fn decode_section(tag: String, n: usize, d: &mut Dec<'_>) -> Result<Block, Codec
         b.ts.push(start_ms.wrapping_add(d.iv()?));
         let flags = d.u8()?;
         b.status.push(if flags & ERROR != 0 { Status::Error } else { Status::Ok });
+        b.backfill.push(flags & BACKFILL != 0);
         b.value.push(if flags & NUMBER != 0 { Some(d.f64()?) } else { None });
     }
     for _ in 0..d.count()? {
@@ -188,6 +194,29 @@ pub(crate) fn decode_rollups(bytes: &[u8]) -> Result<RollupShard, CodecError> {
         let tag = d.str()?.to_owned();
         let r = RollupDelta { count: d.uv()?, sum: d.f64()?, min: d.f64()?, max: d.f64()? };
         shard.insert(tag, r);
+    }
+    Ok(shard)
+}
+
+pub(crate) fn encode_retired(shard: &RetiredShard) -> Vec<u8> {
+    let mut e = Enc::with_capacity(1 + shard.len() * 32);
+    e.u8(V1);
+    e.uv(shard.len() as u64);
+    for (tag, (count, errors)) in shard {
+        e.str(tag);
+        e.uv(*count);
+        e.uv(*errors);
+    }
+    e.buf
+}
+
+pub(crate) fn decode_retired(bytes: &[u8]) -> Result<RetiredShard, CodecError> {
+    let mut d = Dec::new(bytes);
+    version(&mut d)?;
+    let mut shard = RetiredShard::new();
+    for _ in 0..d.count()? {
+        let tag = d.str()?.to_owned();
+        shard.insert(tag, (d.uv()?, d.uv()?));
     }
     Ok(shard)
 }
@@ -268,7 +297,8 @@ mod tests {
         text.value = Value::Text("ligado".into());
         text.unit = Some("kWh".into());
         text.meta.insert("equipmentId".into(), "EQ-1".into());
-        let garbage = Reading::error(tag("brasil.sul.s2"), 1_700_000_001_000, "not JSON", &[0xff, 0, 7]);
+        let mut garbage = Reading::error(tag("brasil.sul.s2"), 1_700_000_001_000, "not JSON", &[0xff, 0, 7]);
+        garbage.backfill = true;
         let readings = vec![
             Reading::number(tag("brasil.sul.s1"), 1_700_000_000_000, 21.5),
             text,
@@ -304,5 +334,7 @@ mod tests {
         let rollups: RollupShard = p.rollups.iter().map(|((t, _, b), r)| (format!("{t}@{b}"), *r)).collect();
         assert_eq!(decode_rollups(&encode_rollups(&rollups)).unwrap(), rollups);
         assert!(decode_rollups(&[9, 0]).is_err(), "an unknown version is refused");
+        let retired: RetiredShard = [("brasil.a.b".to_owned(), (7, 2))].into();
+        assert_eq!(decode_retired(&encode_retired(&retired)).unwrap(), retired);
     }
 }

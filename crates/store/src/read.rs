@@ -118,6 +118,14 @@ impl Store {
         self.events_where(&roots, &[shard_of(tag)], i64::MIN, i64::MAX, usize::MAX, &|t| t == tag).await
     }
 
+    /// The events of one tag whose hour block overlaps `[from, to]`, in log
+    /// order: only the tag's shard is read.
+    pub async fn tag_events(&self, tag: &str, from: i64, to: i64, cap: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        let from = from.div_euclid(BLOCK_SPAN_MS) * BLOCK_SPAN_MS;
+        let roots = [root_of(tag).to_owned()];
+        self.events_where(&roots, &[shard_of(tag)], from, to.saturating_add(1), cap, &|t| t == tag).await
+    }
+
     /// Events whose hour block overlaps `[from, to]` and whose tag starts
     /// with `prefix` (plain text: `bra` matches `brasil.x` and `braga.y`),
     /// in log order. Stops with [`StoreError::TooMany`] past `cap` matching

@@ -74,7 +74,11 @@ IF array::len($dropped) > 0 { DELETE $dropped RETURN NONE };
 IF array::len($blocks) > 0 { INSERT INTO block $blocks RETURN NONE };
 IF array::len($rollups) > 0 { INSERT INTO rollup $rollups RETURN NONE };
 IF array::len($registry) > 0 { INSERT INTO registry $registry RETURN NONE };
-IF array::len($traffic) > 0 { INSERT INTO traffic $traffic RETURN NONE };";
+IF array::len($traffic) > 0 { INSERT INTO traffic $traffic RETURN NONE };
+IF array::len($retired) > 0 { INSERT INTO retired $retired RETURN NONE };
+IF $horizon != NONE {
+    UPSERT retention:readings SET events_before = math::max([events_before ?? $horizon, $horizon]) RETURN NONE
+};";
 pub(crate) const COMMIT: &str = "COMMIT TRANSACTION;";
 const THROW_MOVED: &str = "vigia: ledger moved";
 
@@ -87,6 +91,10 @@ pub(crate) struct Writes {
     pub(crate) rollups: Vec<(RollupKey, RollupShard)>,
     pub(crate) registry: Vec<(RegistryKey, RegistryShard)>,
     pub(crate) traffic: Vec<(TrafficKey, (u64, u64))>,
+    /// Retention's per-tag account of removed events (replacing the old records).
+    pub(crate) retired: Vec<crate::retention::RetiredRecord>,
+    /// Raw events before this are gone (retention only).
+    pub(crate) horizon: Option<i64>,
 }
 
 /// Applies projections to the store for one stream's ledger.
@@ -321,6 +329,8 @@ impl Writer {
             .bind(("rollups", rollups))
             .bind(("registry", registry))
             .bind(("traffic", traffic))
+            .bind(("retired", writes.retired))
+            .bind(("horizon", writes.horizon))
             .await
             .map_err(|e| if is_conflict(&e) { StoreError::Conflict } else { e.into() })
             .and_then(|mut response| settle(&mut response));

@@ -12,6 +12,7 @@ use vigia_store::Store;
 
 use crate::config::Config;
 use crate::workers::persister::BatchOptions;
+use crate::workers::retention::Retainer;
 use crate::workers::{alerter, persister, projector};
 
 /// The parts to run in this process.
@@ -30,6 +31,9 @@ pub fn topology(config: &Config) -> anyhow::Result<Topology> {
         format!("failed to load stream and consumer definitions from {}", config.nats.dir.display())
     })?;
     topology.set_replicas(config.nats.replicas);
+    if config.retention.events_days > 0 {
+        topology.set_readings_max_age(std::time::Duration::from_secs(config.retention.events_days * 86_400));
+    }
     Ok(topology)
 }
 
@@ -66,12 +70,14 @@ pub async fn run(
         size: config.persister.batch_size,
         wait: config.persister.batch_wait(),
         flush_events: config.persister.flush_events,
+        freshness: config.backfill.freshness(),
     };
     let mut tasks: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
     let need_store = || store.clone().context("this part needs the store");
     if parts.persister {
         let (b, s, t) = (bus.clone(), need_store()?, stop.clone());
-        tasks.spawn(async move { ("persister", persister::run(&b, &s, batch, t).await) });
+        let retainer = Retainer::new(config.retention.clone(), &config.store.url);
+        tasks.spawn(async move { ("persister", persister::run(&b, &s, batch, retainer, t).await) });
         let (b, s, t) = (bus.clone(), need_store()?, stop.clone());
         tasks.spawn(async move { ("alert projector", projector::run(&b, &s, batch, t).await) });
     }
@@ -91,6 +97,7 @@ pub async fn run(
             roots: config.nats.roots.clone(),
             auth: config.http.auth()?,
             default_rules: config.alerts.rules.clone(),
+            pressure: vigia_api::Pressure::new(config.backpressure.limits()),
         };
         if state.auth.tokens.is_empty() {
             tracing::warn!("No API tokens configured: anyone who reaches the API may write. See [http.tokens].");

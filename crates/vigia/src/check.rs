@@ -24,7 +24,17 @@ pub async fn verify(store: &Store) -> anyhow::Result<Report> {
             report.mismatches.push(format!("event {} stored twice", e.id));
         }
     }
-    let expected = Projection::of(&events);
+    let mut expected = Projection::of(&events);
+    // Retention removed events but not their counts: add what it accounts for,
+    // and compare rollups and traffic only from the horizon on.
+    let retired = store.retired().await?;
+    let horizon = store.horizon().await?.unwrap_or(i64::MIN);
+    for r in &retired {
+        add_retired(&mut expected, &r.tag, r.count as u64, r.errors as u64);
+    }
+    if let Some(e) = events.iter().find(|e| e.reading.ts_ms.div_euclid(3_600_000) * 3_600_000 < horizon) {
+        report.mismatches.push(format!("event {} is older than the retention horizon {horizon}", e.id));
+    }
 
     let counters: BTreeMap<String, (u64, u64)> =
         store.counters().await?.into_iter().map(|c| (c.prefix, (c.ok as u64, c.errors as u64))).collect();
@@ -37,12 +47,13 @@ pub async fn verify(store: &Store) -> anyhow::Result<Report> {
             .rollups(grain.as_str())
             .await?
             .into_iter()
+            .filter(|r| r.bucket >= horizon)
             .map(|r| ((r.tag, r.bucket), (r.count as u64, Approx(r.sum), r.min, r.max)))
             .collect();
         let want: BTreeMap<(String, i64), (u64, Approx, f64, f64)> = expected
             .rollups
             .iter()
-            .filter(|((_, g, _), _)| *g == grain)
+            .filter(|((_, g, b), _)| *g == grain && *b >= horizon)
             .map(|((t, _, b), r)| ((t.clone(), *b), (r.count, Approx(r.sum), r.min, r.max)))
             .collect();
         diff(&mut report, &format!("rollup/{}", grain.as_str()), &want, &got);
@@ -50,7 +61,7 @@ pub async fn verify(store: &Store) -> anyhow::Result<Report> {
 
     for grain in [RollupGrain::Minute, RollupGrain::Hour] {
         let got: BTreeMap<(String, i64), (u64, u64)> = store
-            .traffic(grain.as_str(), i64::MIN, i64::MAX)
+            .traffic(grain.as_str(), horizon, i64::MAX)
             .await?
             .into_iter()
             .map(|t| ((t.root, t.bucket), (t.ok as u64, t.errors as u64)))
@@ -58,18 +69,63 @@ pub async fn verify(store: &Store) -> anyhow::Result<Report> {
         let want: BTreeMap<(String, i64), (u64, u64)> = expected
             .traffic
             .iter()
-            .filter(|((_, g, _), _)| *g == grain)
+            .filter(|((_, g, b), _)| *g == grain && *b >= horizon)
             .map(|((root, _, b), c)| ((root.clone(), *b), (c.ok, c.error)))
             .collect();
         diff(&mut report, &format!("traffic/{}", grain.as_str()), &want, &got);
     }
 
-    let got: BTreeMap<String, (u64, i64, i64)> =
-        store.sensors().await?.into_iter().map(|s| (s.tag, (s.count as u64, s.first_seen, s.last_seen))).collect();
-    let want: BTreeMap<String, (u64, i64, i64)> =
-        expected.sensors.iter().map(|(t, s)| (t.clone(), (s.count, s.first_seen_ms, s.last_seen_ms))).collect();
+    // The registry counts what retention removed; its first reading may be gone.
+    let retired_tags: std::collections::HashSet<&str> = retired.iter().map(|r| r.tag.as_str()).collect();
+    let got: BTreeMap<String, (u64, Option<i64>, Option<i64>)> = store
+        .sensors()
+        .await?
+        .into_iter()
+        .map(|s| {
+            let gone = retired_tags.contains(s.tag.as_str());
+            (s.tag.clone(), (s.count as u64, (!gone).then_some(s.first_seen), (!gone).then_some(s.last_seen)))
+        })
+        .collect();
+    let want: BTreeMap<String, (u64, Option<i64>, Option<i64>)> = expected
+        .sensors
+        .iter()
+        .map(|(t, s)| {
+            let gone = retired_tags.contains(t.as_str());
+            (t.clone(), (s.count, (!gone).then_some(s.first_seen_ms), (!gone).then_some(s.last_seen_ms)))
+        })
+        .collect();
     diff(&mut report, "sensor", &want, &got);
     Ok(report)
+}
+
+/// Adds `count` retired events of `tag` (`errors` of them errors) to the counters and registry.
+fn add_retired(p: &mut Projection, tag: &str, count: u64, errors: u64) {
+    let ends = tag.match_indices('.').map(|(i, _)| i).chain(std::iter::once(tag.len()));
+    for (depth, end) in ends.enumerate() {
+        let c = p
+            .counters
+            .entry(tag[..end].to_owned())
+            .or_insert(vigia_domain::CounterDelta { depth: depth as u32 + 1, ..Default::default() });
+        c.ok += count - errors;
+        c.error += errors;
+    }
+    match p.sensors.get_mut(tag) {
+        Some(s) => s.count += count,
+        None => {
+            p.sensors.insert(
+                tag.to_owned(),
+                vigia_domain::SensorDelta {
+                    first_seen_ms: 0,
+                    last_seen_ms: 0,
+                    last_value: vigia_domain::Value::Empty,
+                    last_status: vigia_domain::Status::Ok,
+                    last_id: vigia_domain::EventId { seq: 0, idx: 0 },
+                    count,
+                    errors,
+                },
+            );
+        }
+    }
 }
 
 /// A sum compared with a relative tolerance: batches add in another order than a scan.

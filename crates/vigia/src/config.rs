@@ -39,9 +39,118 @@ pub struct Config {
     pub store: StoreSection,
     pub http: HttpConfig,
     pub persister: PersisterConfig,
+    #[serde(default)]
+    pub backpressure: BackpressureConfig,
+    #[serde(default)]
+    pub backfill: BackfillConfig,
+    #[serde(default)]
+    pub retention: RetentionConfig,
     pub alerts: AlertsConfig,
     pub sim: SimSection,
     pub log: LogConfig,
+}
+
+/// How long the store keeps what (0 = for ever), and its size limit.
+/// Counters keep counting what retention removes (it is accounted per tag).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Raw events, in days. Keep it no longer than the READINGS stream's
+    /// `max_age` if replays must rebuild the same store.
+    pub events_days: u64,
+    /// Minute rollups and minute traffic, in days.
+    pub minute_days: u64,
+    /// Hour rollups and hour traffic, in days.
+    pub hour_days: u64,
+    /// Day rollups, in days.
+    pub day_days: u64,
+    /// Largest SurrealKV directory, in MiB, before the oldest raw events go
+    /// whatever their age (0: no limit; only for `surrealkv://` stores;
+    /// fractions allowed).
+    pub max_store_mb: f64,
+    /// Most records of each kind one pass removes (one small transaction).
+    pub batch: usize,
+    /// Seconds between passes while there is nothing more to remove.
+    pub interval_secs: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            events_days: 30,
+            minute_days: 90,
+            hour_days: 730,
+            day_days: 0,
+            max_store_mb: 0.0,
+            batch: 256,
+            interval_secs: 60,
+        }
+    }
+}
+
+impl RetentionConfig {
+    pub fn enabled(&self) -> bool {
+        self.events_days + self.minute_days + self.hour_days + self.day_days > 0 || self.max_store_mb > 0.0
+    }
+}
+
+/// How long a reading may take to reach the log before it counts as
+/// backfill: stored, counted and rolled up like any other, marked
+/// `backfill`, and never judged by the alert rules.
+pub const DEFAULT_FRESHNESS: Duration = Duration::from_secs(300);
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackfillConfig {
+    /// Readings older than this (seconds) when the broker receives them are
+    /// backfill. CSV imports are backfill whatever their age.
+    pub freshness_secs: u64,
+}
+
+impl Default for BackfillConfig {
+    fn default() -> Self {
+        BackfillConfig { freshness_secs: DEFAULT_FRESHNESS.as_secs() }
+    }
+}
+
+impl BackfillConfig {
+    pub fn freshness(&self) -> Duration {
+        Duration::from_secs(self.freshness_secs)
+    }
+}
+
+/// When HTTP ingest refuses work because the store is behind the log
+/// (503 with `Retry-After`), and when a stream limit is reported as near.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackpressureConfig {
+    /// Refuse HTTP ingest while the persister has more messages than this to finish.
+    pub max_lag_messages: u64,
+    /// Refuse HTTP ingest while the oldest unfinished message is older than this (seconds).
+    pub max_lag_seconds: f64,
+    /// Report a stream limit (messages, bytes, age) in /health and the log once it is this full (0 to 1).
+    pub warn_stream_share: f64,
+}
+
+impl Default for BackpressureConfig {
+    fn default() -> Self {
+        let d = vigia_api::PressureLimits::default();
+        BackpressureConfig {
+            max_lag_messages: d.max_lag_messages,
+            max_lag_seconds: d.max_lag_seconds,
+            warn_stream_share: d.warn_stream_share,
+        }
+    }
+}
+
+impl BackpressureConfig {
+    pub fn limits(&self) -> vigia_api::PressureLimits {
+        vigia_api::PressureLimits {
+            max_lag_messages: self.max_lag_messages,
+            max_lag_seconds: self.max_lag_seconds,
+            warn_stream_share: self.warn_stream_share,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -246,6 +355,9 @@ impl Default for Config {
                 header_timeout_ms: 10_000,
                 body_timeout_ms: 30_000,
             },
+            backpressure: BackpressureConfig::default(),
+            backfill: BackfillConfig::default(),
+            retention: RetentionConfig::default(),
             persister: PersisterConfig { batch_size: 5000, batch_wait_ms: 50, flush_events: default_flush_events() },
             alerts: AlertsConfig { rules: Rule::default_rules() },
             sim: SimSection {
@@ -297,6 +409,21 @@ impl Config {
         );
         anyhow::ensure!(self.persister.batch_size > 0, "persister.batch_size must be at least 1");
         anyhow::ensure!(self.persister.flush_events > 0, "persister.flush_events must be at least 1");
+        let r = &self.retention;
+        let longer = |a: u64, b: u64| a == 0 || (b != 0 && a >= b);
+        anyhow::ensure!(
+            longer(r.minute_days, r.events_days)
+                && longer(r.hour_days, r.minute_days)
+                && longer(r.day_days, r.hour_days),
+            "retention: keep minute rollups at least as long as raw events, hour rollups at least as long as \
+             minute rollups, and day rollups at least as long as hour rollups (0 = for ever)"
+        );
+        anyhow::ensure!(r.batch > 0, "retention.batch must be at least 1");
+        anyhow::ensure!(r.max_store_mb >= 0.0, "retention.max_store_mb cannot be negative");
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&self.backpressure.warn_stream_share),
+            "backpressure.warn_stream_share is a share between 0 and 1"
+        );
         Ok(())
     }
 

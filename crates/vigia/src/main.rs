@@ -332,7 +332,8 @@ async fn main() -> anyhow::Result<()> {
                 store.ledger(vigia::workers::persister::READINGS_LEDGER).await?.count() == 0,
                 "{into} is not empty; replay needs a fresh store"
             );
-            let report = vigia::replay::replay(&bus, &store, config.persister.batch_size).await?;
+            let report =
+                vigia::replay::replay(&bus, &store, config.persister.batch_size, config.backfill.freshness()).await?;
             println!(
                 "replayed {} messages ({} events) and {} alert events into {into}",
                 report.messages, report.events, report.alerts

@@ -20,7 +20,7 @@ pub struct ReplayReport {
 }
 
 /// Replays both streams, up to their last message at the start, into `store`.
-pub async fn replay(bus: &Bus, store: &Store, batch: usize) -> anyhow::Result<ReplayReport> {
+pub async fn replay(bus: &Bus, store: &Store, batch: usize, freshness: Duration) -> anyhow::Result<ReplayReport> {
     let mut report = ReplayReport::default();
     let never = CancellationToken::new();
     let mut writer = Writer::new(store, READINGS_LEDGER);
@@ -43,7 +43,7 @@ pub async fn replay(bus: &Bus, store: &Store, batch: usize) -> anyhow::Result<Re
         while let Some(deliveries) = batcher.next(&never).await? {
             let last = deliveries.iter().map(|d| d.seq).max().unwrap_or(0);
             if name == READINGS {
-                let applied = apply_batch(&mut writer, &deliveries).await?;
+                let applied = apply_batch(&mut writer, &deliveries, freshness).await?;
                 report.messages += deliveries.len() as u64;
                 report.events += applied.events;
             } else {

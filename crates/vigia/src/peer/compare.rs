@@ -139,7 +139,8 @@ impl fmt::Display for Table {
             }
             _ => "-".into(),
         };
-        let rows: [(&str, &dyn Fn(&Figures) -> f64, bool, &str); 3] = [
+        type Row<'a> = (&'a str, &'a dyn Fn(&Figures) -> f64, bool, &'a str);
+        let rows: [Row<'_>; 3] = [
             ("ingest, points/s (stored, counted)", &|s| s.ingest_rate, true, "≥ 400,000"),
             ("month averages per sensor, median", &|s| s.averages_ms, false, "< 50 ms"),
             ("counts per region, median", &|s| s.counts_ms, false, "< 10 ms"),

@@ -137,8 +137,11 @@ impl Vigia {
     }
 }
 
-/// `GET /stats/averages`: the window `(from, to)` and tag → (mean, count).
-pub(super) fn averages(answer: &Value) -> anyhow::Result<((i64, i64), BTreeMap<String, (f64, u64)>)> {
+/// Tag → (mean, count).
+pub(super) type Means = BTreeMap<String, (f64, u64)>;
+
+/// `GET /stats/averages`: the window `(from, to)` and each sensor's mean and count.
+pub(super) fn averages(answer: &Value) -> anyhow::Result<((i64, i64), Means)> {
     let from = answer["from"].as_i64().context("averages without `from`")?;
     let to = answer["to"].as_i64().context("averages without `to`")?;
     let mut out = BTreeMap::new();

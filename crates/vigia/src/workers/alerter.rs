@@ -19,7 +19,7 @@ use vigia_domain::{
     SensorDescription, Tag, VERSION_HEADER,
 };
 
-use super::persister::{BatchOptions, events_of};
+use super::persister::{BatchOptions, decode};
 use super::{ack_all, retry_backoff};
 
 /// Judges readings and publishes alert events.
@@ -31,6 +31,8 @@ pub struct Alerter {
     states: HashMap<Tag, AlertState>,
     /// Each tag's own thresholds, from its last description, re-read after [`SENSOR_TTL`].
     sensor_rules: HashMap<Tag, (Instant, Vec<Rule>)>,
+    /// Readings older than this when they reached the log are backfill: never judged.
+    freshness: Duration,
 }
 
 /// How long a tag's thresholds are trusted before the log is asked again.
@@ -39,7 +41,20 @@ const SENSOR_TTL: Duration = Duration::from_secs(5);
 impl Alerter {
     pub async fn new(bus: &Bus, rules: Vec<Rule>) -> anyhow::Result<Alerter> {
         let alerts = bus.jetstream().get_stream(ALERTS).await.context("failed to open the ALERTS stream")?;
-        Ok(Alerter { bus: bus.clone(), alerts, rules, states: HashMap::new(), sensor_rules: HashMap::new() })
+        Ok(Alerter {
+            bus: bus.clone(),
+            alerts,
+            rules,
+            states: HashMap::new(),
+            sensor_rules: HashMap::new(),
+            freshness: crate::config::DEFAULT_FRESHNESS,
+        })
+    }
+
+    /// Readings older than `freshness` when they reached the log open no alerts.
+    pub fn with_freshness(mut self, freshness: Duration) -> Alerter {
+        self.freshness = freshness;
+        self
     }
 
     /// The tag's state: from memory, else from the last alert event on its subject.
@@ -111,7 +126,8 @@ impl Alerter {
         let mut acks = Vec::new();
         let rules = self.rules_now().await?;
         for d in batch {
-            for event in events_of(d.seq, d) {
+            // Backfill is history: it is stored and counted, but alerts are for now.
+            for event in decode(d, self.freshness).into_iter().filter(|e| !e.reading.backfill) {
                 let own = self.sensor_rules(&event.reading.tag).await?;
                 let rules: std::borrow::Cow<'_, [Rule]> = if own.is_empty() {
                     std::borrow::Cow::Borrowed(&rules)
@@ -171,7 +187,7 @@ fn log_alert(a: &AlertEvent) {
 pub async fn run(bus: &Bus, rules: Vec<Rule>, options: BatchOptions, stop: CancellationToken) -> anyhow::Result<()> {
     let consumer = bus.consumer(READINGS, "alerter").await?;
     let mut batcher = Batcher::new(&consumer, options.size, options.wait).await?;
-    let mut alerter = Alerter::new(bus, rules).await?;
+    let mut alerter = Alerter::new(bus, rules).await?.with_freshness(options.freshness);
     tracing::info!(rules = alerter.rules.len(), "Alerter started.");
     while let Some(batch) = batcher.next(&stop).await? {
         let mut attempt = 0u32;

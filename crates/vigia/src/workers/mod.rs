@@ -6,6 +6,7 @@ pub mod alerter;
 mod isolate;
 pub mod persister;
 pub mod projector;
+pub mod retention;
 
 use std::time::Duration;
 

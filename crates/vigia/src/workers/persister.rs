@@ -17,9 +17,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use vigia_bus::{Batcher, Bus, Delivery, READINGS};
-use vigia_domain::{Change, EventId, LogEvent, StoredEvent, Tag, decode_message};
+use vigia_domain::{Change, EventId, LogEvent, StoredEvent, Tag, decode_message, mark_backfill};
 use vigia_store::{ChangeOutcome, Store, StoreError, Writer};
 
+use super::retention::Retainer;
 use super::{ack_all, isolate, retry_backoff};
 
 pub use vigia_store::Applied;
@@ -35,6 +36,8 @@ pub struct BatchOptions {
     pub wait: Duration,
     /// Most events in one flush (one transaction).
     pub flush_events: usize,
+    /// Readings older than this when they reach the log are backfill.
+    pub freshness: Duration,
 }
 
 impl BatchOptions {
@@ -57,11 +60,12 @@ pub enum Item {
 }
 
 impl Item {
-    /// Decodes a delivered message.
-    pub fn of(d: &Delivery) -> Item {
+    /// Decodes a delivered message; readings older than `freshness` when
+    /// they reached the log are marked backfill.
+    pub fn of(d: &Delivery, freshness: Duration) -> Item {
         match decode_message(d.subject(), d.event(), d.version(), d.payload(), d.published_ms) {
             LogEvent::Change(tag, change) => Item::Change(d.seq, tag, change),
-            other => Item::Readings(d.seq, numbered(d.seq, other.into_readings())),
+            other => Item::Readings(d.seq, events_of(d, other.into_readings(), freshness)),
         }
     }
 
@@ -81,9 +85,16 @@ fn numbered(seq: u64, readings: Vec<vigia_domain::Reading>) -> Vec<StoredEvent> 
         .collect()
 }
 
-/// Decodes a delivered message into events with their log ids.
-pub fn events_of(seq: u64, d: &Delivery) -> Vec<StoredEvent> {
-    numbered(seq, decode_message(d.subject(), d.event(), d.version(), d.payload(), d.published_ms).into_readings())
+/// A message's readings as events with their log ids, backfill marked.
+fn events_of(d: &Delivery, mut readings: Vec<vigia_domain::Reading>, freshness: Duration) -> Vec<StoredEvent> {
+    mark_backfill(&mut readings, d.backfill(), d.published_ms, freshness.as_millis() as i64);
+    numbered(d.seq, readings)
+}
+
+/// Decodes a delivered message into events with their log ids, backfill marked.
+pub fn decode(d: &Delivery, freshness: Duration) -> Vec<StoredEvent> {
+    let readings = decode_message(d.subject(), d.event(), d.version(), d.payload(), d.published_ms).into_readings();
+    events_of(d, readings, freshness)
 }
 
 /// Applies items the ledger does not hold yet: runs of readings in one
@@ -116,8 +127,8 @@ pub async fn apply_items(writer: &mut Writer, items: &[Item]) -> Result<Applied,
 }
 
 /// Decodes and applies delivered messages (replay and tests).
-pub async fn apply_batch(writer: &mut Writer, batch: &[Delivery]) -> Result<Applied, StoreError> {
-    let items: Vec<Item> = batch.iter().map(Item::of).collect();
+pub async fn apply_batch(writer: &mut Writer, batch: &[Delivery], freshness: Duration) -> Result<Applied, StoreError> {
+    let items: Vec<Item> = batch.iter().map(|d| Item::of(d, freshness)).collect();
     apply_items(writer, &items).await
 }
 
@@ -143,33 +154,49 @@ impl Flush {
 
 /// What a commit task hands back: the writer, the flush, and how it went
 /// (`None` when it gave up because the persister is stopping).
-type Committed = (Writer, Flush, Option<Applied>, Duration);
+type Committed = (Sink, Flush, Option<Applied>, Duration);
+
+/// Where flushes go: the writer, and the retention that runs between flushes.
+#[derive(Debug)]
+struct Sink {
+    writer: Writer,
+    retainer: Retainer,
+}
 
 /// Commits one flush, retrying (and, after repeated failures, isolating poison
 /// messages) until it is stored or `stop` is cancelled.
-async fn commit(bus: Bus, mut writer: Writer, flush: Flush, stop: CancellationToken) -> anyhow::Result<Committed> {
+async fn commit(bus: Bus, mut sink: Sink, flush: Flush, stop: CancellationToken) -> anyhow::Result<Committed> {
     let mut attempt = 0u32;
+    let writer = &mut sink.writer;
     loop {
         let started = Instant::now();
         let result = match attempt {
             // A flush the store keeps refusing may hold one message it will
             // never take: find it, if the store still takes other writes.
-            a if a >= isolate::AFTER_ATTEMPTS => isolate::apply(&bus, &mut writer, &flush).await,
-            _ => apply_items(&mut writer, &flush.items).await.map_err(anyhow::Error::from),
+            a if a >= isolate::AFTER_ATTEMPTS => isolate::apply(&bus, writer, &flush).await,
+            _ => apply_items(writer, &flush.items).await.map_err(anyhow::Error::from),
         };
         match result {
-            Ok(applied) => return Ok((writer, flush, Some(applied), started.elapsed())),
+            Ok(applied) => {
+                let took = started.elapsed();
+                sink.retainer.run_if_due(writer, now_ms()).await;
+                return Ok((sink, flush, Some(applied), took));
+            }
             Err(e) => {
                 vigia_api::PERSISTER.store_error();
                 attempt += 1;
                 tracing::warn!(error = %format_args!("{e:#}"), attempt, "Store write failed; the flush stays in JetStream and will be retried.");
                 writer.forget();
                 if !retry_backoff(&bus, &flush.deliveries, attempt, &stop).await {
-                    return Ok((writer, flush, None, started.elapsed()));
+                    return Ok((sink, flush, None, started.elapsed()));
                 }
             }
         }
     }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Pulls and decodes batches into `tx` until `stop`; then gives back what it
@@ -177,10 +204,11 @@ async fn commit(bus: Bus, mut writer: Writer, flush: Flush, stop: CancellationTo
 async fn fetch(
     mut batcher: Batcher,
     tx: mpsc::Sender<(Vec<Delivery>, Vec<Item>)>,
+    freshness: Duration,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     while let Some(batch) = batcher.next(&stop).await? {
-        let items = batch.iter().map(Item::of).collect();
+        let items = batch.iter().map(|d| Item::of(d, freshness)).collect();
         if tx.send((batch, items)).await.is_err() {
             break;
         }
@@ -191,40 +219,56 @@ async fn fetch(
 }
 
 /// Runs the persister until `stop`; the flush in hand is finished and acked first.
-pub async fn run(bus: &Bus, store: &Store, options: BatchOptions, stop: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    bus: &Bus,
+    store: &Store,
+    options: BatchOptions,
+    retainer: Retainer,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
     let consumer = bus.consumer(READINGS, "persister").await?;
     let batcher = Batcher::new(&consumer, options.size, options.wait).await?;
     tracing::info!(batch_size = options.size, flush_events = options.flush_events, "Persister started.");
     let (tx, mut rx) = mpsc::channel(2);
-    let fetcher = tokio::spawn(fetch(batcher, tx, stop.clone()));
-    let mut writer = Some(Writer::new(store, READINGS_LEDGER));
+    let fetcher = tokio::spawn(fetch(batcher, tx, options.freshness, stop.clone()));
+    let mut sink = Some(Sink { writer: Writer::new(store, READINGS_LEDGER), retainer });
     let mut pending = Flush::default();
     let mut in_flight: Option<tokio::task::JoinHandle<anyhow::Result<Committed>>> = None;
     let mut acks: Option<tokio::task::JoinHandle<()>> = None;
     let mut open = true;
+    // While idle, a commit of nothing still gives retention its turn.
+    let mut idle = tokio::time::interval(Duration::from_secs(1));
+    idle.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         if in_flight.is_none() && !pending.is_empty() {
             let flush = std::mem::take(&mut pending);
-            let w = writer.take().expect("the writer is home when nothing is in flight");
-            in_flight = Some(tokio::spawn(commit(bus.clone(), w, flush, stop.clone())));
+            let s = sink.take().expect("the writer is home when nothing is in flight");
+            in_flight = Some(tokio::spawn(commit(bus.clone(), s, flush, stop.clone())));
         }
         if !open && in_flight.is_none() {
             break;
         }
         let room = pending.events < options.flush_events && pending.deliveries.len() < options.flush_events;
         tokio::select! {
+            _ = idle.tick(), if open && in_flight.is_none() && pending.is_empty() => {
+                let s = sink.take().expect("the writer is home when nothing is in flight");
+                in_flight = Some(tokio::spawn(commit(bus.clone(), s, Flush::default(), stop.clone())));
+            }
             received = rx.recv(), if open && room => match received {
                 Some((deliveries, items)) => pending.add(deliveries, items),
                 None => open = false,
             },
             done = async { in_flight.as_mut().expect("guarded").await }, if in_flight.is_some() => {
                 in_flight = None;
-                let (w, flush, applied, took) = done??;
-                writer = Some(w);
+                let (s, flush, applied, took) = done??;
+                sink = Some(s);
                 let Some(applied) = applied else {
                     // Stopping with the store down: leave everything unacked for redelivery.
                     break;
                 };
+                if flush.is_empty() {
+                    continue;
+                }
                 vigia_api::PERSISTER.batch(applied.events, took);
                 tracing::debug!(messages = applied.messages, events = applied.events, skipped = applied.skipped, "Flush stored.");
                 // Acks go out while the next flush commits; one ack batch at a time.

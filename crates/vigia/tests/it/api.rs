@@ -735,7 +735,7 @@ async fn corrections_and_retractions_keep_projections_equal_to_a_scan_and_replay
 
     // The log rebuilds the same store, changes included.
     let fresh = vigia_store::Store::open(&vigia_store::StoreConfig::memory()).await.unwrap();
-    vigia::replay::replay(&env.bus, &fresh, 3).await.unwrap();
+    vigia::replay::replay(&env.bus, &fresh, 3, env.config.backfill.freshness()).await.unwrap();
     assert_eq!(fresh.all_events().await.unwrap(), env.store.all_events().await.unwrap());
     assert_eq!(fresh.counters().await.unwrap(), env.store.counters().await.unwrap());
     assert_eq!(fresh.sensors().await.unwrap(), env.store.sensors().await.unwrap());

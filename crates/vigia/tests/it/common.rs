@@ -58,6 +58,15 @@ pub(crate) fn test_config(url: &str) -> Config {
     config.store.url = "mem://".into();
     config.persister.batch_size = 500;
     config.persister.batch_wait_ms = 20;
+    // Tests stamp readings years back; only the retention tests retire anything.
+    config.retention = vigia::config::RetentionConfig {
+        events_days: 0,
+        minute_days: 0,
+        hour_days: 0,
+        day_days: 0,
+        max_store_mb: 0.0,
+        ..Default::default()
+    };
     config
 }
 

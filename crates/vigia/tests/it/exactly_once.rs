@@ -24,7 +24,7 @@ async fn commit_without_ack(env: &TestEnv, max: usize) -> Vec<vigia_bus::Deliver
     let mut batcher = Batcher::new(&consumer, max, Duration::from_millis(200)).await.unwrap();
     let batch = batcher.next(&CancellationToken::new()).await.unwrap().expect("a batch");
     let mut writer = vigia_store::Writer::new(&env.store, READINGS_LEDGER);
-    let applied = apply_batch(&mut writer, &batch).await.unwrap();
+    let applied = apply_batch(&mut writer, &batch, vigia::config::DEFAULT_FRESHNESS).await.unwrap();
     assert_eq!(applied.skipped, 0);
     assert!(applied.events > 0);
     batch

@@ -60,7 +60,7 @@ async fn replay_rebuilds_the_same_store() {
     assert!(env.store.alerts(None).await.unwrap().iter().any(|a| a.acknowledged_by.as_deref() == Some("ops")));
 
     let fresh = Store::open(&StoreConfig::memory()).await.unwrap();
-    let report = vigia::replay::replay(&env.bus, &fresh, 128).await.unwrap();
+    let report = vigia::replay::replay(&env.bus, &fresh, 128, env.config.backfill.freshness()).await.unwrap();
     assert_eq!((report.messages, report.events), (600, 600));
     assert_eq!(fresh.all_events().await.unwrap(), env.store.all_events().await.unwrap());
     assert_eq!(fresh.counters().await.unwrap(), env.store.counters().await.unwrap());

@@ -4,6 +4,8 @@
 mod alerts;
 mod any_bytes;
 mod api;
+mod backfill;
+mod backpressure;
 mod child;
 mod common;
 mod dashboard;
@@ -18,6 +20,7 @@ mod peer;
 mod pipeline;
 #[cfg(feature = "remote-store")]
 mod remote;
+mod retention;
 mod security;
 mod slow_clients;
 mod store_faults;

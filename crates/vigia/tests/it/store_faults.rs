@@ -52,8 +52,13 @@ async fn a_store_refusing_writes_keeps_the_backlog_in_jetstream_until_it_returns
         "the backlog waits in JetStream, none of it acknowledged: {info:?}"
     );
     assert!(info.num_ack_pending > 0, "the persister holds a batch and keeps trying: {info:?}");
-    let bound = vigia::workers::persister::BatchOptions { size: BATCH, wait: Duration::ZERO, flush_events: BATCH }
-        .max_in_hand();
+    let bound = vigia::workers::persister::BatchOptions {
+        size: BATCH,
+        wait: Duration::ZERO,
+        flush_events: BATCH,
+        freshness: Duration::ZERO,
+    }
+    .max_in_hand();
     assert!(
         info.num_ack_pending as usize <= bound && bound < 1000,
         "the persister holds at most its flushes and pulls ({bound}), not the backlog: {info:?}"

@@ -77,7 +77,13 @@ pub(crate) async fn live(
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
-async fn forward_readings(mut batcher: vigia_bus::Batcher, tx: mpsc::Sender<Event>, gone: CancellationToken) {
+async fn forward_readings(batcher: vigia_bus::Batcher, tx: mpsc::Sender<Event>, gone: CancellationToken) {
+    // `Batcher::next` is not cancel-safe: dropped while it gathers a batch,
+    // it loses what it already pulled. So it runs in its own task and hands
+    // whole batches over a channel, whose `recv` the select may drop freely
+    // when the one-second tick fires.
+    let (batches, mut incoming) = mpsc::channel::<Vec<vigia_bus::Delivery>>(4);
+    tokio::spawn(pull_batches(batcher, batches, gone.clone()));
     let mut counts: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
@@ -91,8 +97,8 @@ async fn forward_readings(mut batcher: vigia_bus::Batcher, tx: mpsc::Sender<Even
                     .collect();
                 if send(&tx, "counts", &body).await.is_err() { return; }
             }
-            batch = batcher.next(&gone) => {
-                let Ok(Some(batch)) = batch else {
+            batch = incoming.recv() => {
+                let Some(batch) = batch else {
                     // The tail broke: end the whole stream so the client reconnects afresh.
                     gone.cancel();
                     return;
@@ -113,6 +119,20 @@ async fn forward_readings(mut batcher: vigia_bus::Batcher, tx: mpsc::Sender<Even
                     }
                 }
             }
+        }
+    }
+}
+
+/// Pulls batches until the client leaves or the tail breaks (then the
+/// channel closes, which ends the stream).
+async fn pull_batches(
+    mut batcher: vigia_bus::Batcher,
+    batches: mpsc::Sender<Vec<vigia_bus::Delivery>>,
+    gone: CancellationToken,
+) {
+    while let Ok(Some(batch)) = batcher.next(&gone).await {
+        if batches.send(batch).await.is_err() {
+            return;
         }
     }
 }

@@ -68,8 +68,8 @@ pub(crate) struct ConsumerLag {
     ack_pending: usize,
 }
 
-const CONSUMERS: [(&str, &str); 3] =
-    [("READINGS", "persister"), ("READINGS", "alerter"), ("ALERTS", "alert-projector")];
+const CONSUMERS: [(&str, &str); 4] =
+    [("READINGS", "persister"), ("READINGS", "alerter"), ("ALERTS", "alert-projector"), ("JOBS", "loader")];
 
 /// Health of the pipeline.
 #[utoipa::path(

@@ -114,7 +114,8 @@ pub(crate) async fn import(
     state.pressure.admit(&state.bus).await?;
     let (chunk_tx, chunk_rx) = mpsc::channel::<std::io::Result<Bytes>>(8);
     let (row_tx, mut row_rx) = mpsc::channel::<Parsed>(4096);
-    let parser = tokio::task::spawn_blocking(move || parse(ChunkReader::new(chunk_rx), root.as_deref(), &row_tx));
+    let parser =
+        tokio::task::spawn_blocking(move || parse(vigia_bus::BlockingReader::new(chunk_rx), root.as_deref(), &row_tx));
 
     let feed = feed(request, chunk_tx);
     let publish = async {
@@ -253,7 +254,7 @@ enum Parsed {
 }
 
 /// Runs on a blocking thread: reads CSV from the body chunks and sends rows.
-fn parse(reader: ChunkReader, root: Option<&str>, tx: &mpsc::Sender<Parsed>) {
+fn parse(reader: vigia_bus::BlockingReader, root: Option<&str>, tx: &mpsc::Sender<Parsed>) {
     let send = |p: Parsed| tx.blocking_send(p).is_ok();
     let mut csv = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(reader);
     let header = match csv.headers() {
@@ -296,33 +297,6 @@ fn parse(reader: ChunkReader, root: Option<&str>, tx: &mpsc::Sender<Parsed>) {
         if !send(parsed) {
             return;
         }
-    }
-}
-
-/// A blocking `Read` over body chunks arriving on a channel.
-struct ChunkReader {
-    rx: mpsc::Receiver<std::io::Result<Bytes>>,
-    current: Bytes,
-}
-
-impl ChunkReader {
-    fn new(rx: mpsc::Receiver<std::io::Result<Bytes>>) -> ChunkReader {
-        ChunkReader { rx, current: Bytes::new() }
-    }
-}
-
-impl std::io::Read for ChunkReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.current.is_empty() {
-            match self.rx.blocking_recv() {
-                Some(Ok(chunk)) => self.current = chunk,
-                Some(Err(e)) => return Err(e),
-                None => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.current.len());
-        buf[..n].copy_from_slice(&self.current.split_to(n));
-        Ok(n)
     }
 }
 

@@ -6,10 +6,12 @@
 //! store types by hand and never writes to the store: changes go through the log.
 
 mod alerts;
+mod audit;
 mod auth;
 mod changes;
 mod counts;
 mod dashboard;
+mod datasets;
 mod dead;
 mod events;
 mod export;
@@ -39,7 +41,9 @@ use utoipa_swagger_ui::SwaggerUi;
 use vigia_bus::Bus;
 use vigia_store::Store;
 
+pub use audit::{AuditError, AuditReport, TagReport, audit};
 pub use auth::{Auth, Scope, Token, hash_token};
+pub use datasets::DatasetCache;
 pub use metrics::{PERSISTER, PersisterStats};
 pub use pressure::{Pressure, PressureLimits};
 pub use problem::Problem;
@@ -64,6 +68,8 @@ pub struct ApiState {
     pub default_rules: Vec<vigia_domain::Rule>,
     /// The store's lag behind the log, and when ingest refuses work.
     pub pressure: Pressure,
+    /// Loaded datasets kept in memory for queries.
+    pub datasets: DatasetCache,
 }
 
 /// A store failure as a problem: too broad a query is the caller's to fix,
@@ -91,6 +97,7 @@ pub(crate) fn store_problem(e: vigia_store::StoreError) -> Problem {
         (name = "aggregates", description = "Counts, averages, series, rate and mode from the projections"),
         (name = "sensors", description = "The sensor registry"),
         (name = "alerts", description = "Alerts raised by the rules"),
+        (name = "datasets", description = "Arbitrary CSV files: uploaded to the object store, loaded into tables, queried"),
         (name = "operations", description = "Health, metrics and dead letters")
     )
 )]
@@ -140,8 +147,17 @@ fn v1_router() -> OpenApiRouter<ApiState> {
         .routes(routes!(alerts::ack))
         .routes(routes!(rules::get_rules, rules::put_rules))
         .routes(routes!(dead::dead_letters))
+        .routes(routes!(audit::get_audit))
+        .routes(routes!(datasets::list))
+        .routes(routes!(datasets::rows::query_dataset, datasets::delete))
+        .routes(routes!(datasets::job))
         // Route layers run inside the app-wide limit and override it.
         .merge(OpenApiRouter::new().routes(routes!(import::import)).layer(DefaultBodyLimit::max(import::MAX_IMPORT)))
+        .merge(
+            OpenApiRouter::new()
+                .routes(routes!(datasets::upload::upload))
+                .layer(DefaultBodyLimit::max(datasets::MAX_UPLOAD)),
+        )
 }
 
 /// `/api/v1` behind the token check; `/health`, `/openapi.json`, `/docs` and the dashboard stay open.

@@ -305,7 +305,17 @@ param_types! {
     WindowParam => window_param();
     SeriesBucketParam => series_bucket_param();
     RateBucketParam => rate_bucket_param();
+    DatasetNameParam => string(DATASET_NAME).examples(["titanic"]);
+    JobIdParam => string(JOB_ID).examples(["load-1a2b3c4d5e6f7a8b"]);
+    DatasetLimitParam => string(DATASET_LIMIT).examples(["0,2"]);
 }
+
+/// A dataset name as `DatasetName::parse` takes it (case and `-` are folded).
+pub(crate) const DATASET_NAME: &str = r"^[A-Za-z][A-Za-z0-9_-]{0,47}$";
+/// A job id as `POST /datasets` makes them.
+pub(crate) const JOB_ID: &str = r"^[a-z0-9-]{1,64}$";
+/// `count` (1 to 10,000) or `offset,count` for dataset rows.
+pub(crate) const DATASET_LIMIT: &str = r"^\s*(?:[0-9]{1,18}\s*,\s*)?0*(?:[1-9][0-9]{0,3}|10000)\s*$";
 
 /// Reads an optional query value, treating an empty one as absent.
 pub(crate) fn empty_as_none<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {

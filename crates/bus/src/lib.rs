@@ -6,7 +6,9 @@
 //! payload (that is the domain's job) and never touches the store.
 
 mod consume;
+mod io;
 mod lag;
+mod objects;
 mod publish;
 mod topology;
 
@@ -14,9 +16,11 @@ use async_nats::jetstream;
 
 pub use async_nats::HeaderMap;
 pub use consume::{Batcher, Delivery};
+pub use io::{BlockingReader, ChunkReader, Chunks};
 pub use lag::{Lag, Usage};
+pub use objects::{LOAD_JOB_SUBJECT, StoredObject};
 pub use publish::{DEAD_REASON, DEAD_SEQ, DEAD_STREAM, DEAD_SUBJECT, PublishError, Publisher, Stored};
-pub use topology::{ALERTS, DEADLETTER, READINGS, Topology, TopologyError};
+pub use topology::{ALERTS, DATASETS_BUCKET, DEADLETTER, JOBS, READINGS, Topology, TopologyError};
 
 /// Errors reaching or talking to NATS.
 #[derive(Debug, thiserror::Error)]
@@ -156,6 +160,44 @@ impl Bus {
             .get_consumer_from_stream(durable, stream)
             .await
             .map_err(|e| BusError::JetStream(format!("consumer {durable} on {stream}: {e}")))
+    }
+
+    /// Reads `stream` from its first message on subjects matching `filter`
+    /// (empty: all), without acknowledgements. Returns the reader with the
+    /// stream's first and last sequence at the call: read until `last`.
+    pub async fn read_log(&self, stream: &str, filter: &str) -> Result<(Batcher, u64, u64), BusError> {
+        let mut s = self.js.get_stream(stream).await.map_err(|e| BusError::JetStream(format!("{stream}: {e}")))?;
+        let state = s.info().await.map_err(|e| BusError::JetStream(format!("{stream} info: {e}")))?.state.clone();
+        let consumer = s
+            .create_consumer(jetstream::consumer::pull::Config {
+                deliver_policy: jetstream::consumer::DeliverPolicy::All,
+                ack_policy: jetstream::consumer::AckPolicy::None,
+                filter_subject: filter.to_owned(),
+                inactive_threshold: std::time::Duration::from_secs(30),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| BusError::JetStream(format!("reading {stream}: {e}")))?;
+        let batcher = Batcher::new(&consumer, 1000, std::time::Duration::from_millis(50)).await?.with_patience(3);
+        Ok((batcher, state.first_sequence, state.last_sequence))
+    }
+
+    /// Messages per subject on `stream` for subjects matching `filter`,
+    /// straight from JetStream (an independent count of what the log holds).
+    pub async fn subject_counts(
+        &self,
+        stream: &str,
+        filter: &str,
+    ) -> Result<std::collections::BTreeMap<String, u64>, BusError> {
+        use futures::TryStreamExt;
+        let s = self.js.get_stream(stream).await.map_err(|e| BusError::JetStream(format!("{stream}: {e}")))?;
+        let counts =
+            s.info_with_subjects(filter).await.map_err(|e| BusError::JetStream(format!("{stream} subjects: {e}")))?;
+        counts
+            .map_ok(|(subject, n)| (subject, n as u64))
+            .try_collect()
+            .await
+            .map_err(|e| BusError::JetStream(format!("{stream} subjects: {e}")))
     }
 
     /// Follows `stream` from now on (messages stored after the call), only

@@ -14,6 +14,12 @@ pub const ALERTS: &str = "ALERTS";
 /// Messages a consumer could not apply, on `deadletter.<stream>.<consumer>`.
 pub const DEADLETTER: &str = "DEADLETTER";
 
+/// Background work as a work queue: `jobs.<kind>`.
+pub const JOBS: &str = "JOBS";
+
+/// The object store bucket uploaded datasets are kept in.
+pub const DATASETS_BUCKET: &str = "datasets";
+
 /// Why the topology could not be loaded or applied.
 #[derive(Debug, thiserror::Error)]
 pub enum TopologyError {
@@ -41,6 +47,8 @@ pub struct Topology {
     pub streams: Vec<stream::Config>,
     /// (stream name, consumer config)
     pub consumers: Vec<(String, consumer::pull::Config)>,
+    /// Object store buckets (created when missing; their streams are `OBJ_<bucket>`).
+    pub buckets: Vec<jetstream::object_store::Config>,
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, TopologyError> {
@@ -61,16 +69,25 @@ impl Topology {
         readings.subjects = roots.iter().map(|r| format!("{r}.>")).collect();
         let alerts: stream::Config = read_json(&dir.join("streams/alerts.json"))?;
         let dead: stream::Config = read_json(&dir.join("streams/deadletter.json"))?;
+        let jobs: stream::Config = read_json(&dir.join("streams/jobs.json"))?;
         let mut consumers = Vec::new();
-        for (stream, names) in
-            [(READINGS, ["persister", "alerter"].as_slice()), (ALERTS, ["alert-projector"].as_slice())]
-        {
+        for (stream, names) in [
+            (READINGS, ["persister", "alerter"].as_slice()),
+            (ALERTS, ["alert-projector"].as_slice()),
+            (JOBS, ["loader"].as_slice()),
+        ] {
             for name in names {
                 let path = dir.join(format!("consumers/{}/{name}.json", stream.to_lowercase()));
                 consumers.push((stream.to_owned(), read_json(&path)?));
             }
         }
-        Ok(Topology { streams: vec![readings, alerts, dead], consumers })
+        let datasets = jetstream::object_store::Config {
+            bucket: DATASETS_BUCKET.to_owned(),
+            description: Some("Uploaded CSV datasets, chunked and checksummed (SHA-256).".to_owned()),
+            num_replicas: 1,
+            ..Default::default()
+        };
+        Ok(Topology { streams: vec![readings, alerts, dead, jobs], consumers, buckets: vec![datasets] })
     }
 
     /// Keeps every stream on `n` servers of a cluster (1 on a single server).
@@ -78,6 +95,9 @@ impl Topology {
     pub fn set_replicas(&mut self, n: usize) {
         for s in &mut self.streams {
             s.num_replicas = n.max(1);
+        }
+        for b in &mut self.buckets {
+            b.num_replicas = n.max(1);
         }
     }
 
@@ -111,6 +131,14 @@ impl Topology {
             // On nats-server 2.9 a create with an existing durable name
             // updates it when only updatable fields differ.
             stream.create_consumer(config.clone()).await.map_err(|e| apply_err(&e))?;
+        }
+        for bucket in &self.buckets {
+            if js.get_object_store(&bucket.bucket).await.is_err() {
+                js.create_object_store(bucket.clone()).await.map_err(|e| TopologyError::Apply {
+                    what: format!("object store {}", bucket.bucket),
+                    reason: e.to_string(),
+                })?;
+            }
         }
         Ok(())
     }

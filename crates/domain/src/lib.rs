@@ -7,7 +7,9 @@
 //! the broker's time in. That keeps every rule here testable with plain values
 //! and lets the bus, the store and the API depend on it, never the reverse.
 
+mod audit;
 mod change;
+mod dataset;
 mod decode;
 mod envelope;
 mod import;
@@ -19,7 +21,12 @@ mod rules;
 mod sensor;
 mod tag;
 
+pub use audit::{Logged, TagAudit, reconcile};
 pub use change::{Change, READING_CORRECTED, READING_RETRACTED, ReadingChange};
+pub use dataset::{
+    Column, DatasetName, DatasetQuery, DatasetQueryError, HeaderError, LoadJob, MAX_COLUMNS, NameError, columns,
+    find_column,
+};
 pub use decode::{decode_payload, parse_timestamp};
 pub use envelope::{
     BACKFILL_HEADER, BatchItem, EVENT_HEADER, EnvelopeError, ItemValue, LogEvent, READINGS_RECORDED, VERSION_HEADER,

@@ -13,7 +13,7 @@ use vigia_store::Store;
 use crate::config::Config;
 use crate::workers::persister::BatchOptions;
 use crate::workers::retention::Retainer;
-use crate::workers::{alerter, persister, projector};
+use crate::workers::{alerter, loader, persister, projector};
 
 /// The parts to run in this process.
 #[derive(Debug, Default)]
@@ -21,6 +21,8 @@ pub struct Parts {
     /// Persister and alert projector (the store writers).
     pub persister: bool,
     pub alerter: bool,
+    /// The dataset loader (`vigia load`).
+    pub loader: bool,
     pub sim: Option<SimConfig>,
     pub http: Option<tokio::net::TcpListener>,
 }
@@ -85,6 +87,10 @@ pub async fn run(
         let (b, t, rules) = (bus.clone(), stop.clone(), config.alerts.rules.clone());
         tasks.spawn(async move { ("alerter", alerter::run(&b, rules, batch, t).await) });
     }
+    if parts.loader {
+        let (b, s, t, options) = (bus.clone(), need_store()?, stop.clone(), config.datasets.load_options());
+        tasks.spawn(async move { ("loader", loader::run(&b, &s, options, t).await) });
+    }
     if let Some(sim) = parts.sim {
         let (p, t) = (bus.publisher(), stop.clone());
         tasks.spawn(async move { ("simulator", vigia_sim::run(p, sim, t).await.map(|_| ()).map_err(Into::into)) });
@@ -98,6 +104,7 @@ pub async fn run(
             auth: config.http.auth()?,
             default_rules: config.alerts.rules.clone(),
             pressure: vigia_api::Pressure::new(config.backpressure.limits()),
+            datasets: vigia_api::DatasetCache::new(config.datasets.cache_mb.saturating_mul(1024 * 1024)),
         };
         if state.auth.tokens.is_empty() {
             tracing::warn!("No API tokens configured: anyone who reaches the API may write. See [http.tokens].");

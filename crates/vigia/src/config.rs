@@ -45,9 +45,35 @@ pub struct Config {
     pub backfill: BackfillConfig,
     #[serde(default)]
     pub retention: RetentionConfig,
+    #[serde(default)]
+    pub datasets: DatasetsConfig,
     pub alerts: AlertsConfig,
     pub sim: SimSection,
     pub log: LogConfig,
+}
+
+/// Uploaded CSV datasets (`POST /api/v1/datasets`, `vigia load`).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatasetsConfig {
+    /// Rows per chunk: one transaction each, and the unit a resumed load skips.
+    pub chunk_rows: usize,
+    /// Chunks inserted at once.
+    pub parallelism: usize,
+    /// Loaded datasets the API keeps in memory for queries, in MiB (0: none).
+    pub cache_mb: u64,
+}
+
+impl Default for DatasetsConfig {
+    fn default() -> Self {
+        DatasetsConfig { chunk_rows: 2_000, parallelism: 4, cache_mb: 256 }
+    }
+}
+
+impl DatasetsConfig {
+    pub fn load_options(&self) -> crate::workers::loader::LoadOptions {
+        crate::workers::loader::LoadOptions { chunk_rows: self.chunk_rows.max(1), parallelism: self.parallelism.max(1) }
+    }
 }
 
 /// How long the store keeps what (0 = for ever), and its size limit.
@@ -358,6 +384,7 @@ impl Default for Config {
             backpressure: BackpressureConfig::default(),
             backfill: BackfillConfig::default(),
             retention: RetentionConfig::default(),
+            datasets: DatasetsConfig::default(),
             persister: PersisterConfig { batch_size: 5000, batch_wait_ms: 50, flush_events: default_flush_events() },
             alerts: AlertsConfig { rules: Rule::default_rules() },
             sim: SimSection {

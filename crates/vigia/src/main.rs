@@ -33,6 +33,8 @@ enum Command {
     Persist,
     /// Judge readings against the alert rules and publish alert events.
     Alert,
+    /// Load uploaded CSV datasets from the JOBS work queue into the store.
+    Load,
     /// Simulate a sensor fleet.
     Sim(SimArgs),
     /// Serve the HTTP API.
@@ -45,6 +47,18 @@ enum Command {
     },
     /// Check that counters, rollups and registry equal a scan of the stored events.
     Verify,
+    /// Reconcile the log with the store per tag; exits non-zero on any gap or duplicate.
+    Audit {
+        /// Only tags under this prefix.
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Readings at or after this time (unix ms or RFC 3339).
+        #[arg(long)]
+        from: Option<String>,
+        /// Readings at or before this time.
+        #[arg(long)]
+        to: Option<String>,
+    },
     /// Exit 0 when NATS answers and the streams exist (with --store, the store too): a container health check.
     Health {
         /// Also open and ping the store.
@@ -272,6 +286,7 @@ async fn main() -> anyhow::Result<()> {
             let parts = Parts {
                 persister: true,
                 alerter: true,
+                loader: true,
                 sim: (!no_sim).then(|| app::sim_config(&config)),
                 http: Some(bind().await?),
             };
@@ -286,6 +301,12 @@ async fn main() -> anyhow::Result<()> {
             let (bus, _) = connect_or_spawn(&config.nats, false).await?;
             app::ensure_topology(&config, &bus).await?;
             let parts = Parts { persister: true, ..Parts::default() };
+            app::run(&config, bus, Some(open_store().await?), parts, stop).await
+        }
+        Command::Load => {
+            let (bus, _) = connect_or_spawn(&config.nats, false).await?;
+            app::ensure_topology(&config, &bus).await?;
+            let parts = Parts { loader: true, ..Parts::default() };
             app::run(&config, bus, Some(open_store().await?), parts, stop).await
         }
         Command::Alert => {
@@ -351,6 +372,18 @@ async fn main() -> anyhow::Result<()> {
                 }
                 anyhow::bail!("{} mismatches over {} events", report.mismatches.len(), report.events)
             }
+        }
+        Command::Audit { prefix, from, to } => {
+            let (bus, _) = connect_or_spawn(&config.nats, false).await?;
+            let time = |v: Option<String>| {
+                v.map(|s| vigia_domain::parse_timestamp(&s).map_err(|e| anyhow::anyhow!("{s}: {e}"))).transpose()
+            };
+            let (from, to) = (time(from)?, time(to)?);
+            let report =
+                vigia_api::audit(&bus, &open_store().await?, &config.nats.roots, prefix.as_deref(), from, to).await?;
+            print!("{}", vigia::audit_text(&report));
+            anyhow::ensure!(report.ok, "{} gaps and {} duplicates", report.gaps, report.duplicates);
+            Ok(())
         }
         Command::Health { store } => {
             let check = async {

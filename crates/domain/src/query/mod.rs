@@ -19,7 +19,7 @@
 mod cursor;
 mod error;
 mod filter;
-mod like;
+pub(crate) mod like;
 mod sort;
 #[cfg(test)]
 mod tests;

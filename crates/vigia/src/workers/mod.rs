@@ -4,6 +4,7 @@
 
 pub mod alerter;
 mod isolate;
+pub mod loader;
 pub mod persister;
 pub mod projector;
 pub mod retention;

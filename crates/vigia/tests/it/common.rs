@@ -101,7 +101,7 @@ impl TestEnv {
         configure(&mut config);
         let bus = Bus::connect_as(&config.nats.url, &config.nats.access()).await.expect("connect to test nats-server");
         let mut topology = Topology::load(&config.nats.dir, &config.nats.roots).expect("nats/ definitions load");
-        for name in ["persister", "alerter", "alert-projector"] {
+        for name in ["persister", "alerter", "alert-projector", "loader"] {
             topology.consumer_mut(name).expect("consumer defined").ack_wait = TEST_ACK_WAIT;
         }
         topology.apply(bus.jetstream()).await.expect("topology applies");
@@ -114,7 +114,7 @@ impl TestEnv {
     pub(crate) async fn serve(&self) -> (Running, String) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a free port");
         let base = format!("http://{}", listener.local_addr().expect("local addr"));
-        let running = self.run(Parts { persister: true, alerter: true, sim: None, http: Some(listener) });
+        let running = self.run(Parts { persister: true, alerter: true, loader: true, sim: None, http: Some(listener) });
         (running, base)
     }
 
@@ -176,6 +176,16 @@ impl Running {
             .expect("parts stop within 30 s")
             .expect("no panic")
             .expect("parts stop cleanly");
+    }
+}
+
+impl Running {
+    /// Kills the parts mid-flight, as a crash would: no batch is finished,
+    /// acked or given back; whatever was in hand comes back after the ack wait.
+    pub(crate) async fn kill(mut self) {
+        let handle = self.handle.take().expect("running");
+        handle.abort();
+        let _ = handle.await;
     }
 }
 

@@ -57,7 +57,7 @@ fn every_compose_command_is_a_vigia_command_line() {
     let services = compose_services(&read("docker-compose.yml"));
     let vigia: Vec<_> = services.iter().filter(|(_, (image, _))| *image).collect();
     let names: Vec<&str> = vigia.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, ["alert", "persist", "serve", "sim"], "one container per Vigia part");
+    assert_eq!(names, ["alert", "load", "persist", "serve", "sim"], "one container per Vigia part");
     for (name, (_, command)) in vigia {
         let args = command.as_ref().unwrap_or_else(|| panic!("service {name} has no command"));
         // Arguments are parsed before the configuration is read: a missing

@@ -23,7 +23,7 @@ use crate::common::{TEST_ACK_WAIT, alone, assert_consistent, persister_only, tes
 fn nats_dir(into: &Path) -> std::path::PathBuf {
     let src = workspace_root().join("nats");
     let dst = into.join("nats");
-    for sub in ["streams", "consumers/readings", "consumers/alerts"] {
+    for sub in ["streams", "consumers/readings", "consumers/alerts", "consumers/jobs"] {
         std::fs::create_dir_all(dst.join(sub)).expect("mkdir");
         for entry in std::fs::read_dir(src.join(sub)).expect("read nats/") {
             let path = entry.expect("entry").path();

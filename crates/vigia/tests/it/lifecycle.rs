@@ -114,6 +114,7 @@ async fn up_serves_health_and_the_openapi_document() {
     let running = env.run(Parts {
         persister: true,
         alerter: true,
+        loader: true,
         sim: Some(SimConfig { sensors: 10, rate: 20.0, count: None, ..sim(0, 0) }),
         http: Some(listener),
     });
@@ -121,7 +122,7 @@ async fn up_serves_health_and_the_openapi_document() {
     let health: serde_json::Value =
         client.get(format!("http://{addr}/health")).send().await.unwrap().json().await.unwrap();
     assert_eq!(health["status"], "ok", "{health}");
-    assert_eq!(health["consumers"].as_array().unwrap().len(), 3, "{health}");
+    assert_eq!(health["consumers"].as_array().unwrap().len(), 4, "{health}");
     let spec: serde_json::Value =
         client.get(format!("http://{addr}/openapi.json")).send().await.unwrap().json().await.unwrap();
     assert!(spec["paths"]["/health"].is_object());

@@ -4,11 +4,13 @@
 mod alerts;
 mod any_bytes;
 mod api;
+mod audit;
 mod backfill;
 mod backpressure;
 mod child;
 mod common;
 mod dashboard;
+mod datasets;
 mod deploy_files;
 mod exactly_once;
 mod faults;

@@ -139,6 +139,11 @@ curl -fsS -m 15 -X POST "$base/api/v1/events?wait=true" -H 'content-type: applic
 args=(
     run "$base/openapi.json"
     --checks all
+    # Deletes through the log are applied asynchronously (202), and DELETE
+    # /sensors/{tag} forgets only a description: "deleted resource still
+    # there" is by design (docs/api-testing.md). A CLI exclusion, because
+    # `--checks all` outranks any per-operation `enabled = false`.
+    --exclude-checks use_after_free
     --max-examples "$max_examples"
     --request-timeout 10
     --continue-on-failure

@@ -314,8 +314,8 @@ param_types! {
 pub(crate) const DATASET_NAME: &str = r"^[A-Za-z][A-Za-z0-9_-]{0,47}$";
 /// A job id as `POST /datasets` makes them.
 pub(crate) const JOB_ID: &str = r"^[a-z0-9-]{1,64}$";
-/// `count` (1 to 10,000) or `offset,count` for dataset rows.
-pub(crate) const DATASET_LIMIT: &str = r"^\s*(?:[0-9]{1,18}\s*,\s*)?0*(?:[1-9][0-9]{0,3}|10000)\s*$";
+/// `count` (1 to 10,000) or `offset,count` for dataset rows; empty is absent.
+pub(crate) const DATASET_LIMIT: &str = r"^\s*(?:(?:[0-9]{1,18}\s*,\s*)?0*(?:[1-9][0-9]{0,3}|10000)\s*)?$";
 
 /// Reads an optional query value, treating an empty one as absent.
 pub(crate) fn empty_as_none<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
@@ -648,6 +648,36 @@ pub(crate) struct AlertIdPath {
     pub(crate) id: String,
 }
 
+/// `{name}` of `/datasets/{name}`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(crate) struct DatasetNamePath {
+    /// The dataset's name.
+    #[param(value_type = DatasetNameParam, inline)]
+    pub(crate) name: String,
+}
+
+/// `{id}` of `/jobs/{id}`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(crate) struct JobIdPath {
+    /// The job, as `POST /datasets` answered.
+    #[param(value_type = JobIdParam, inline)]
+    pub(crate) id: String,
+}
+
+/// The fixed parameters of `GET /datasets/{name}`; any column filters too (`Fare=gt:7`).
+#[derive(Debug, IntoParams)]
+#[allow(dead_code, reason = "documents the query; the handler reads every pair, filters included")]
+#[into_params(parameter_in = Query)]
+pub(crate) struct DatasetRowsParams {
+    /// Columns, each with `:asc` or `:desc`, e.g. `Name:desc,Sex:asc`.
+    pub(crate) sort: Option<String>,
+    /// `count` or `offset,count` (count 1 to 10,000; 100 by default).
+    #[param(value_type = Option<DatasetLimitParam>, inline)]
+    pub(crate) limit: Option<String>,
+}
+
 /// `{tag}` of `/sensors/{tag}`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
@@ -703,6 +733,22 @@ mod tests {
 
     fn filter(field: &str) -> impl Fn(&str) -> bool {
         move |v| EventQuery::from_pairs(&[(field.to_owned(), v.to_owned())]).is_ok()
+    }
+
+    #[test]
+    fn dataset_patterns_agree_with_their_parsers() {
+        agrees(DATASET_NAME, "[ -~]{0,50}", |s| {
+            vigia_domain::DatasetName::parse(s).is_ok() && s.trim() == s && !s.contains(' ')
+        });
+        let job = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 64
+                && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        };
+        agrees(JOB_ID, "[a-z0-9_-]{0,70}", job);
+        let columns = vigia_domain::columns(&["a"]).unwrap();
+        let limit = |s: &str| vigia_domain::DatasetQuery::from_pairs(&[("limit".into(), s.into())], &columns).is_ok();
+        fits(DATASET_LIMIT, limit);
     }
 
     #[test]

@@ -120,6 +120,12 @@ fn chunk_id(job: &str, n: u64) -> RecordId {
     RecordId::new("dataset_chunk", Array::from(vec![SValue::from_t(job.to_owned()), SValue::from_t(n as i64)]))
 }
 
+/// SurrealDB's answer about a table never written to.
+fn no_table(e: &surrealdb::Error) -> bool {
+    let m = e.message();
+    m.contains("table") && m.contains("does not exist")
+}
+
 fn table(name: &DatasetName) -> SValue {
     SValue::Table(Table::new(name.table()))
 }
@@ -184,13 +190,16 @@ impl Store {
 
     /// Removes a dataset: its rows, its chunk marks and its registration. Its job stays as history.
     pub async fn delete_dataset(&self, name: &DatasetName) -> Result<(), StoreError> {
+        // A file with a header and no rows never made its table.
+        match self.db.query("DELETE $table RETURN NONE").bind(("table", table(name))).await?.check() {
+            Err(e) if !no_table(&e) => return Err(e.into()),
+            _ => {}
+        }
         self.db
             .query(
-                "DELETE $table RETURN NONE;
-                 DELETE dataset_chunk WHERE dataset = $name RETURN NONE;
+                "DELETE dataset_chunk WHERE dataset = $name RETURN NONE;
                  DELETE $id RETURN NONE;",
             )
-            .bind(("table", table(name)))
             .bind(("name", name.as_str().to_owned()))
             .bind(("id", dataset_id(name)))
             .await?
@@ -344,15 +353,20 @@ impl Store {
         start: u64,
         count: u64,
     ) -> Result<Vec<(u64, Vec<String>)>, StoreError> {
-        let values: Vec<SValue> = self
+        let response = self
             .db
             .query("SELECT * FROM $table LIMIT $count START $start")
             .bind(("table", table(name)))
             .bind(("count", count as i64))
             .bind(("start", start as i64))
             .await?
-            .check()?
-            .take(0)?;
+            .check();
+        let values: Vec<SValue> = match response {
+            Ok(mut response) => response.take(0)?,
+            // No rows were ever inserted: the table was never made.
+            Err(e) if no_table(&e) => Vec::new(),
+            Err(e) => return Err(e.into()),
+        };
         let mut rows = Vec::with_capacity(values.len());
         for value in values {
             let SValue::Object(object) = value else {
@@ -434,5 +448,13 @@ mod tests {
         assert!(store.dataset_rows(&name, &cols, 0, 10).await.unwrap().is_empty());
         assert!(store.committed_chunks("load-1").await.unwrap().is_empty());
         assert!(store.job("load-1").await.unwrap().is_some(), "the job stays as history");
+
+        // A header alone: no row, so no table, and reads and deletes still answer.
+        let empty = DatasetName::parse("empty").unwrap();
+        let (d, j) = dataset("empty", "load-3");
+        assert!(store.register_dataset(&d, &j).await.unwrap());
+        assert!(store.dataset_rows(&empty, &cols, 0, 10).await.unwrap().is_empty());
+        store.delete_dataset(&empty).await.unwrap();
+        assert!(store.dataset(&empty).await.unwrap().is_none());
     }
 }

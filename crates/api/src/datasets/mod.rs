@@ -21,6 +21,7 @@ use vigia_store::{DatasetRecord, JobProgress};
 pub use cache::DatasetCache;
 pub(crate) use upload::MAX_UPLOAD;
 
+use crate::wire::{DatasetNamePath, JobIdPath};
 use crate::{ApiState, Problem, store_problem};
 
 /// A column: its field name in the table and the header cell it came from.
@@ -165,12 +166,15 @@ pub(crate) async fn list(State(state): State<ApiState>) -> Result<Json<DatasetLi
 
 /// Removes a dataset: its table's rows, its registration and its file in the object store.
 #[utoipa::path(delete, path = "/datasets/{name}", tag = "datasets",
-    params(("name" = crate::wire::DatasetNameParam, Path, description = "The dataset")),
+    params(crate::wire::DatasetNamePath),
     responses((status = 204, description = "Removed"),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json")))]
-pub(crate) async fn delete(State(state): State<ApiState>, Path(name): Path<String>) -> Result<StatusCode, Problem> {
+pub(crate) async fn delete(
+    State(state): State<ApiState>,
+    Path(DatasetNamePath { name }): Path<DatasetNamePath>,
+) -> Result<StatusCode, Problem> {
     let name = dataset_name("name", &name)?;
     let dataset = state.store.dataset(&name).await.map_err(store_problem)?.ok_or_else(|| not_found(&name))?;
     state.store.delete_dataset(&name).await.map_err(store_problem)?;
@@ -183,12 +187,15 @@ pub(crate) async fn delete(State(state): State<ApiState>, Path(name): Path<Strin
 
 /// A load job and its progress.
 #[utoipa::path(get, path = "/jobs/{id}", tag = "datasets",
-    params(("id" = crate::wire::JobIdParam, Path, description = "The job, as `POST /datasets` answered")),
+    params(JobIdPath),
     responses((status = 200, body = JobOut),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 503, body = Problem, content_type = "application/problem+json")))]
-pub(crate) async fn job(State(state): State<ApiState>, Path(id): Path<String>) -> Result<Json<JobOut>, Problem> {
+pub(crate) async fn job(
+    State(state): State<ApiState>,
+    Path(JobIdPath { id }): Path<JobIdPath>,
+) -> Result<Json<JobOut>, Problem> {
     if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
     {
         return Err(Problem::new(

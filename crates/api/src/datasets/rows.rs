@@ -16,6 +16,7 @@ use vigia_store::DatasetRecord;
 
 use super::cache::Rows;
 use super::{dataset_name, not_found};
+use crate::wire::DatasetNamePath;
 use crate::{ApiState, Problem, store_problem};
 
 /// Rows read from the store per query.
@@ -42,9 +43,7 @@ pub(crate) struct DatasetPage {
 /// is a case-insensitive substring, or a SQL pattern with `%`), sort with
 /// `sort=Name:desc,Sex:asc`, page with `limit=<offset>,<count>`. File order by default.
 #[utoipa::path(get, path = "/datasets/{name}", tag = "datasets",
-    params(("name" = crate::wire::DatasetNameParam, Path, description = "The dataset"),
-        ("sort" = Option<String>, Query, description = "Columns, each with `:asc` or `:desc`, e.g. `Name:desc,Sex:asc`"),
-        ("limit" = Option<crate::wire::DatasetLimitParam>, Query, description = "`count` or `offset,count` (count 1 to 10,000; 100 by default)")),
+    params(DatasetNamePath, crate::wire::DatasetRowsParams),
     responses((status = 200, body = DatasetPage),
         (status = 400, description = "An unknown column, a bad sort or limit: `field` names the parameter", body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
@@ -52,7 +51,7 @@ pub(crate) struct DatasetPage {
         (status = 503, body = Problem, content_type = "application/problem+json")))]
 pub(crate) async fn query_dataset(
     State(state): State<ApiState>,
-    Path(name): Path<String>,
+    Path(DatasetNamePath { name }): Path<DatasetNamePath>,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Json<DatasetPage>, Problem> {
     let name = dataset_name("name", &name)?;

@@ -22,9 +22,10 @@ const MAX_HEADER: usize = 1024 * 1024;
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct UploadParams {
-    /// The dataset's name (table `dataset_<name>`). With multipart, a `name`
-    /// field or the file's name serves instead.
-    #[param(value_type = Option<crate::wire::DatasetNameParam>, inline)]
+    /// The dataset's name (table `dataset_<name>`). Required with a
+    /// `text/csv` body; a multipart upload may give a `name` field or let
+    /// the file's name serve instead.
+    #[param(value_type = crate::wire::DatasetNameParam, inline, required = true)]
     name: Option<String>,
 }
 
@@ -42,6 +43,10 @@ pub(crate) struct Upload {
     columns: Vec<ColumnOut>,
 }
 
+/// The first line names columns (a letter or digit somewhere) and is not
+/// JSON: `header_cells` refuses the rest, and the document says the same.
+pub(crate) const HEADER_LINE: &str = r"^(?![\s\uFEFF]*[\[{])[^\r\n]*[A-Za-z0-9][^\r\n]*(?:\r?\n|$)";
+
 /// A CSV file with a header row.
 #[derive(Debug)]
 struct AnyCsv;
@@ -50,7 +55,7 @@ impl utoipa::PartialSchema for AnyCsv {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         utoipa::openapi::schema::ObjectBuilder::new()
             .schema_type(utoipa::openapi::schema::Type::String)
-            .pattern(Some(r"^[^\r\n]*[A-Za-z0-9][^\r\n]*(?:\r?\n|$)"))
+            .pattern(Some(HEADER_LINE))
             .into()
     }
 }
@@ -203,6 +208,16 @@ fn unavailable(reason: &str) -> Problem {
 /// The header row's cells, from the first bytes of the file.
 fn header_cells(head: &[u8]) -> Result<Vec<String>, Problem> {
     let bad = |detail: String| Problem::new(StatusCode::BAD_REQUEST, detail).field("file");
+    let line = head.split(|b| *b == b'\n').next().unwrap_or_default();
+    let text = String::from_utf8_lossy(line);
+    if text.trim_start_matches(|c: char| c.is_whitespace() || c == '\u{feff}').starts_with(['{', '[']) {
+        return Err(bad("this looks like JSON, not CSV: send a CSV file whose first line names the columns".into()));
+    }
+    if !head.is_empty() && !line.iter().any(u8::is_ascii_alphanumeric) {
+        return Err(
+            bad("the first line names no column: it must name the columns, e.g. `PassengerId,Name,Sex`".into()),
+        );
+    }
     let mut csv = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(head);
     let mut record = csv::ByteRecord::new();
     match csv.read_byte_record(&mut record) {

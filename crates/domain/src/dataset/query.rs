@@ -104,6 +104,10 @@ impl DatasetQuery {
         let mut query = DatasetQuery { filters: Vec::new(), sort: Vec::new(), offset: 0, count: DEFAULT_COUNT };
         let (mut sort, mut limit) = (None, None);
         for (name, value) in pairs {
+            // An empty sort or limit is absent, as everywhere in the API.
+            if (name == "sort" || name == "limit") && value.trim().is_empty() {
+                continue;
+            }
             let slot = match name.as_str() {
                 "sort" => &mut sort,
                 "limit" => &mut limit,
@@ -320,6 +324,7 @@ mod tests {
         assert_eq!(ids("sort=name:desc,Sex:asc&limit=0,2"), ["7", "6"], "UTF-8 sorts after ASCII");
         assert_eq!(run("Sex=female&limit=1,1").unwrap(), (3, vec!["3".to_owned()]));
         assert_eq!(ids("limit=5"), ["1", "2", "3", "4", "5"]);
+        assert_eq!(ids("sort=&limit=&Sex=female"), ["2", "3", "4"], "empty sort and limit are absent");
     }
 
     #[test]

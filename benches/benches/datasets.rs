@@ -15,6 +15,9 @@ use vigia_store::{DatasetRecord, JobRecord, Store, StoreConfig};
 
 const ROWS: u64 = 100_000;
 
+/// Chunk commits retried after a conflict, reported at the end.
+static RETRIES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// The file cut into chunks of (position, cells) rows.
 type Chunks = Arc<Vec<Vec<(u64, Vec<String>)>>>;
 const CHUNK: u64 = 2_000;
@@ -74,7 +77,21 @@ async fn load(store: &Store, name: &DatasetName, cols: &Arc<Vec<Column>>, chunks
             running.join_next().await.unwrap().unwrap();
         }
         let (store, name, job, cols, chunks) = (store.clone(), name.clone(), job.clone(), cols.clone(), chunks.clone());
-        running.spawn(async move { store.commit_chunk(&name, &job, n as u64, &cols, &chunks[n]).await.unwrap() });
+        running.spawn(async move {
+            // As the loader does: concurrent transactions may conflict on the
+            // engine (the first ones create the table); a retry settles it.
+            for attempt in 0.. {
+                match store.commit_chunk(&name, &job, n as u64, &cols, &chunks[n]).await {
+                    Ok(()) => return,
+                    Err(e) if attempt < 5 => {
+                        RETRIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let _ = e;
+                        tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+                    }
+                    Err(e) => panic!("chunk {n}: {e}"),
+                }
+            }
+        });
     }
     while let Some(done) = running.join_next().await {
         done.unwrap();
@@ -108,6 +125,10 @@ fn datasets(c: &mut Criterion) {
             })
         });
         drop(store);
+        println!(
+            "chunks in flight {parallel}: {} commits retried so far",
+            RETRIES.load(std::sync::atomic::Ordering::Relaxed)
+        );
         std::thread::sleep(Duration::from_secs(1));
     }
     group.finish();

@@ -58,7 +58,8 @@ pub struct Config {
 pub struct DatasetsConfig {
     /// Rows per chunk: one transaction each, and the unit a resumed load skips.
     pub chunk_rows: usize,
-    /// Chunks inserted at once.
+    /// Chunks inserted at once. 2 is fastest on 2 cores; more only adds
+    /// transaction conflicts (docs/performance.md, "Dataset loads").
     pub parallelism: usize,
     /// Loaded datasets the API keeps in memory for queries, in MiB (0: none).
     pub cache_mb: u64,
@@ -66,7 +67,7 @@ pub struct DatasetsConfig {
 
 impl Default for DatasetsConfig {
     fn default() -> Self {
-        DatasetsConfig { chunk_rows: 2_000, parallelism: 4, cache_mb: 256 }
+        DatasetsConfig { chunk_rows: 2_000, parallelism: 2, cache_mb: 256 }
     }
 }
 

@@ -36,7 +36,7 @@ pub struct LoadOptions {
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { chunk_rows: 2_000, parallelism: 4 }
+        LoadOptions { chunk_rows: 2_000, parallelism: 2 }
     }
 }
 

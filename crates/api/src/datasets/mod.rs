@@ -33,6 +33,12 @@ pub(crate) struct ColumnOut {
     renamed: bool,
 }
 
+impl From<&vigia_domain::Column> for ColumnOut {
+    fn from(c: &vigia_domain::Column) -> Self {
+        ColumnOut { renamed: c.renamed(), name: c.name.clone(), header: c.header.clone() }
+    }
+}
+
 /// A dataset as registered.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct DatasetOut {
@@ -62,11 +68,7 @@ impl From<&DatasetRecord> for DatasetOut {
             name: d.name.clone(),
             state: d.state.clone(),
             rows: d.rows,
-            columns: d
-                .columns()
-                .into_iter()
-                .map(|c| ColumnOut { renamed: c.renamed(), name: c.name, header: c.header })
-                .collect(),
+            columns: d.columns().iter().map(ColumnOut::from).collect(),
             digest: d.digest.clone(),
             size: d.size,
             object: d.object.clone(),

@@ -130,12 +130,7 @@ pub(crate) async fn upload(
             return Err(problem);
         }
     };
-    let out_columns = || {
-        columns
-            .iter()
-            .map(|c| ColumnOut { renamed: c.renamed(), name: c.name.clone(), header: c.header.clone() })
-            .collect()
-    };
+    let out_columns = || columns.iter().map(ColumnOut::from).collect();
 
     if let Some(existing) = state.store.dataset_by_digest(&stored.digest).await.map_err(store_problem)? {
         remove().await;

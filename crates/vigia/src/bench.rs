@@ -9,12 +9,17 @@
 //!    async-nats, 4,096 in flight, to a stream of its own;
 //! 2. the SurrealDB ceiling: bare rows per second inserted 1,000 per
 //!    statement, with nothing projected;
-//! 3. the pipeline: the simulator publishing `events` readings as fast as they
+//! 3. the pipeline: the simulator (on a NATS connection of its own, as devices
+//!    have) publishing `events` readings as fast as they
 //!    are acknowledged while the persister runs, timed from the first publish
 //!    until the ledger holds every message (stored and counted, durably);
 //! 4. publish-to-queryable latency: at a fixed rate, a probe reading every
 //!    50 ms, timed from its publish until its commit is visible;
-//! 5. the process's peak resident memory.
+//! 5. the process's peak resident memory;
+//! 6. with `backlog` set, memory under a backlog: the persister stops, that
+//!    many readings are published (one per message) and pile up in the
+//!    stream, then a persister starts and drains them while the resident set
+//!    is sampled; the peak and the drain rate are reported.
 //!
 //! It prints each figure and the pipeline's ratio to both ceilings.
 
@@ -44,6 +49,8 @@ pub struct BenchOptions {
     pub latency_rate: f64,
     /// Length of the latency phase.
     pub latency_time: Duration,
+    /// Readings queued with the persister stopped, then drained; 0 skips it.
+    pub backlog: u64,
 }
 
 impl Default for BenchOptions {
@@ -54,6 +61,7 @@ impl Default for BenchOptions {
             batch: 1,
             latency_rate: 2000.0,
             latency_time: Duration::from_secs(20),
+            backlog: 0,
         }
     }
 }
@@ -76,6 +84,19 @@ pub struct BenchReport {
     pub latency_max: Duration,
     pub latency_samples: usize,
     pub peak_rss_mib: f64,
+    pub backlog: Option<BacklogReport>,
+}
+
+/// The backlog phase: memory while a queue of messages drains.
+#[derive(Debug, Clone)]
+pub struct BacklogReport {
+    pub messages: u64,
+    /// Resident set when the persister started on the full backlog.
+    pub rss_before_mib: f64,
+    /// Highest resident set until the last message was stored and counted.
+    pub peak_rss_mib: f64,
+    /// Messages per second stored and counted while draining.
+    pub drain_rate: f64,
 }
 
 impl std::fmt::Display for BenchReport {
@@ -107,14 +128,25 @@ impl std::fmt::Display for BenchReport {
             self.latency_max.as_secs_f64() * 1e3,
             self.latency_samples
         )?;
-        write!(f, "  peak RSS of this process               {:>12.0} MiB", self.peak_rss_mib)
+        write!(f, "  peak RSS of this process               {:>12.0} MiB", self.peak_rss_mib)?;
+        if let Some(b) = &self.backlog {
+            write!(
+                f,
+                "\n  backlog of {} messages drained         {:>12.0} msg/s\n    RSS when draining began {:.0} MiB, peak while draining {:.0} MiB",
+                b.messages, b.drain_rate, b.rss_before_mib, b.peak_rss_mib
+            )?;
+        }
+        Ok(())
     }
 }
 
 /// Runs the harness with `config`'s persister settings and roots.
 pub async fn run(config: &Config, options: BenchOptions) -> anyhow::Result<BenchReport> {
     let dir = tempfile::tempdir().context("failed to make a temporary directory")?;
-    let (bus, _nats) = private_nats(dir.path()).await?;
+    let (bus, url, _nats) = private_nats(dir.path()).await?;
+    // The simulated devices are clients of their own, as real devices are:
+    // sharing the persister's connection would serialise both on one socket.
+    let devices = Bus::connect(&url).await.context("the simulated devices could not connect")?;
     let mut config = config.clone();
     config.nats.replicas = 1;
     app::ensure_topology(&config, &bus).await?;
@@ -125,12 +157,7 @@ pub async fn run(config: &Config, options: BenchOptions) -> anyhow::Result<Bench
     let surreal_ceiling = surreal_ceiling(dir.path(), options.events.min(200_000)).await?;
 
     let store = open(dir.path(), "db").await?;
-    let stop = CancellationToken::new();
-    let persister = {
-        let (config, bus, store, stop) = (config.clone(), bus.clone(), store.clone(), stop.clone());
-        let parts = Parts { persister: true, ..Parts::default() };
-        tokio::spawn(async move { app::run(&config, bus, Some(store), parts, stop).await })
-    };
+    let persister = Persister::start(&config, &bus, &store);
 
     eprintln!("bench: pipeline, {} readings ...", options.events);
     let sim = SimConfig {
@@ -145,7 +172,7 @@ pub async fn run(config: &Config, options: BenchOptions) -> anyhow::Result<Bench
         ..SimConfig::default()
     };
     let started = Instant::now();
-    let published = vigia_sim::run(bus.publisher(), sim, CancellationToken::new()).await?;
+    let published = vigia_sim::run(devices.publisher(), sim, CancellationToken::new()).await?;
     let publish_rate = published.readings as f64 / published.elapsed.as_secs_f64();
     wait_for_ledger(&store, published.messages).await?;
     let pipeline_rate = published.readings as f64 / started.elapsed().as_secs_f64();
@@ -161,12 +188,19 @@ pub async fn run(config: &Config, options: BenchOptions) -> anyhow::Result<Bench
         seed: Some(2),
         ..SimConfig::default()
     };
-    let load = tokio::spawn(vigia_sim::run(bus.publisher(), sim, CancellationToken::new()));
+    let load = tokio::spawn(vigia_sim::run(devices.publisher(), sim, CancellationToken::new()));
     let probe_tag = format!("{}.bench.probe", config.nats.roots[0]);
     let mut latencies = probe(&bus, &store, &probe_tag, options.latency_time).await?;
     load.await.context("latency load task")??;
-    stop.cancel();
-    persister.await.context("persister task")??;
+    persister.stop().await?;
+    let peak_rss_mib = peak_rss_kib() as f64 / 1024.0;
+
+    let backlog = if options.backlog > 0 {
+        let stored = store.ledger(READINGS_LEDGER).await?.count();
+        Some(backlog(&config, &bus, &devices, &store, options.sensors, options.backlog, stored).await?)
+    } else {
+        None
+    };
 
     // Let SurrealKV flush and close before the temporary directory goes.
     drop(store);
@@ -185,12 +219,85 @@ pub async fn run(config: &Config, options: BenchOptions) -> anyhow::Result<Bench
         latency_p99: pick(0.99),
         latency_max: *latencies.last().expect("probes were taken"),
         latency_samples: latencies.len(),
-        peak_rss_mib: peak_rss_kib() as f64 / 1024.0,
+        peak_rss_mib,
+        backlog,
+    })
+}
+
+/// A persister (and alert projector) running in this process.
+struct Persister {
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    stop: CancellationToken,
+}
+
+impl Persister {
+    fn start(config: &Config, bus: &Bus, store: &Store) -> Persister {
+        let stop = CancellationToken::new();
+        let (config, bus, store, token) = (config.clone(), bus.clone(), store.clone(), stop.clone());
+        let parts = Parts { persister: true, ..Parts::default() };
+        let task = tokio::spawn(async move { app::run(&config, bus, Some(store), parts, token).await });
+        Persister { task, stop }
+    }
+
+    async fn stop(self) -> anyhow::Result<()> {
+        self.stop.cancel();
+        self.task.await.context("persister task")?
+    }
+}
+
+/// Publishes `readings` one per message with no persister running, then
+/// starts one and samples the resident set every 50 ms until the ledger
+/// holds `stored + readings` messages.
+async fn backlog(
+    config: &Config,
+    bus: &Bus,
+    devices: &Bus,
+    store: &Store,
+    sensors: usize,
+    readings: u64,
+    stored: u64,
+) -> anyhow::Result<BacklogReport> {
+    eprintln!("bench: backlog, publishing {readings} readings with no persister ...");
+    let sim = SimConfig {
+        sensors,
+        rate: 0.0,
+        roots: config.nats.roots.clone(),
+        count: Some(readings),
+        batch: 1,
+        max_in_flight: 4096,
+        error_ratio: 0.0,
+        seed: Some(3),
+        ..SimConfig::default()
+    };
+    let published = vigia_sim::run(devices.publisher(), sim, CancellationToken::new()).await?;
+    let target = stored + published.messages;
+    // From here the peak counts only what draining adds (`VmHWM` restarts at
+    // the current resident set); the sampling below covers kernels without it.
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let rss_before = rss_kib("VmRSS:");
+    eprintln!("bench: backlog, draining {} messages ...", published.messages);
+    let started = Instant::now();
+    let persister = Persister::start(config, bus, store);
+    let mut peak = rss_before;
+    let deadline = started + Duration::from_secs(3600);
+    while store.ledger(READINGS_LEDGER).await?.count() < target {
+        anyhow::ensure!(Instant::now() < deadline, "the backlog was not drained within an hour");
+        peak = peak.max(rss_kib("VmRSS:"));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let drain_rate = published.messages as f64 / started.elapsed().as_secs_f64();
+    peak = peak.max(rss_kib("VmRSS:")).max(peak_rss_kib());
+    persister.stop().await?;
+    Ok(BacklogReport {
+        messages: published.messages,
+        rss_before_mib: rss_before as f64 / 1024.0,
+        peak_rss_mib: peak as f64 / 1024.0,
+        drain_rate,
     })
 }
 
 /// A `nats-server -js` of our own on a free loopback port, killed on drop.
-async fn private_nats(dir: &std::path::Path) -> anyhow::Result<(Bus, tokio::process::Child)> {
+async fn private_nats(dir: &std::path::Path) -> anyhow::Result<(Bus, String, tokio::process::Child)> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let child = Command::new("nats-server")
         .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
@@ -203,7 +310,7 @@ async fn private_nats(dir: &std::path::Path) -> anyhow::Result<(Bus, tokio::proc
     let url = format!("nats://127.0.0.1:{port}");
     for _ in 0..100 {
         if let Ok(bus) = Bus::connect(&url).await {
-            return Ok((bus, child));
+            return Ok((bus, url, child));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -294,12 +401,16 @@ async fn probe(bus: &Bus, store: &Store, tag: &str, time: Duration) -> anyhow::R
 
 /// Peak resident set of this process in KiB (`VmHWM`), 0 where unknown.
 fn peak_rss_kib() -> u64 {
+    rss_kib("VmHWM:")
+}
+
+/// A `/proc/self/status` memory line in KiB, 0 where unknown.
+fn rss_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines().find_map(|l| {
-                l.strip_prefix("VmHWM:").and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            })
+            s.lines()
+                .find_map(|l| l.strip_prefix(field).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()))
         })
         .unwrap_or(0)
 }

@@ -96,6 +96,10 @@ struct BenchArgs {
     /// Seconds the latency phase lasts.
     #[arg(long, default_value_t = 20.0)]
     latency_seconds: f64,
+    /// Then queue this many readings with the persister stopped and measure
+    /// memory while they drain (e.g. 5000000); 0 skips the phase.
+    #[arg(long, default_value_t = 0)]
+    backlog: u64,
 }
 
 #[derive(clap::Args, Debug)]
@@ -237,6 +241,7 @@ async fn main() -> anyhow::Result<()> {
             batch: args.batch,
             latency_rate: args.latency_rate,
             latency_time: Duration::from_secs_f64(args.latency_seconds),
+            backlog: args.backlog,
         };
         println!("{}", vigia::bench::run(&config, options).await?);
         return Ok(());

@@ -14,6 +14,7 @@ mod datasets;
 mod deploy_files;
 mod exactly_once;
 mod faults;
+mod harness;
 mod lifecycle;
 mod mqtt;
 mod observability;

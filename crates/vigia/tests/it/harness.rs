@@ -1,0 +1,46 @@
+//! `vigia bench` on a small load: every phase runs to its end on real
+//! servers and reports what it measured. No figure is held to a speed here
+//! (speeds come from release runs, docs/performance.md); what is checked is
+//! that the harness counts what it says it counts.
+
+use std::time::Duration;
+
+use vigia::bench::BenchOptions;
+
+use crate::common::{alone, test_config};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_harness_measures_every_phase_and_drains_its_backlog() {
+    let _turn = alone().await;
+    // The harness starts its own nats-server and stores; only nats.dir, roots and the persister settings are used.
+    let config = test_config("nats://127.0.0.1:1");
+    let options = BenchOptions {
+        sensors: 20,
+        events: 2_000,
+        batch: 1,
+        latency_rate: 200.0,
+        latency_time: Duration::from_secs(2),
+        backlog: 3_000,
+    };
+    let report = vigia::bench::run(&config, options).await.expect("the harness run succeeds");
+
+    assert_eq!(report.messages, 2_000, "one message per reading in the throughput phase");
+    assert!(report.jetstream_ceiling > 0.0 && report.surreal_ceiling > 0.0, "{report}");
+    assert!(report.publish_rate > 0.0 && report.pipeline_rate > 0.0, "{report}");
+    assert!(
+        report.pipeline_rate <= report.publish_rate,
+        "stored-and-counted cannot outrun acknowledged publishing: {report}"
+    );
+    // One probe every 50 ms for 2 s.
+    assert!((35..=41).contains(&report.latency_samples), "{} probes: {report}", report.latency_samples);
+    assert!(report.latency_p50 <= report.latency_p99 && report.latency_p99 <= report.latency_max, "{report}");
+    assert!(report.peak_rss_mib > 0.0, "{report}");
+
+    let backlog = report.backlog.clone().expect("the backlog phase ran");
+    assert_eq!(backlog.messages, 3_000);
+    assert!(backlog.drain_rate > 0.0, "{report}");
+    assert!(backlog.rss_before_mib > 0.0 && backlog.peak_rss_mib >= backlog.rss_before_mib, "{report}");
+    let text = report.to_string();
+    assert!(text.contains("backlog of 3000 messages drained"), "{text}");
+    assert!(text.contains("ratio to the JetStream ceiling"), "{text}");
+}

@@ -411,11 +411,27 @@ impl Store {
         }))
     }
 
-    /// The records with these ids (those that exist).
+    /// The records with these ids (those that exist), [`SELECT_CHUNK`] ids
+    /// per statement.
     pub(crate) async fn select<T: SurrealValue>(&self, ids: Vec<RecordId>) -> Result<Vec<T>, StoreError> {
-        Ok(self.db.query("SELECT * FROM $ids").bind(("ids", ids)).await?.check()?.take(0)?)
+        if ids.len() <= SELECT_CHUNK {
+            return Ok(self.db.query("SELECT * FROM $ids").bind(("ids", ids)).await?.check()?.take(0)?);
+        }
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(SELECT_CHUNK) {
+            let rows: Vec<T> = self.db.query("SELECT * FROM $ids").bind(("ids", chunk.to_vec())).await?.check()?.take(0)?;
+            out.extend(rows);
+        }
+        Ok(out)
     }
 }
+
+/// Most record ids read by one statement. SurrealDB 3.3 fetches the ids of
+/// `SELECT * FROM $ids` as concurrent futures that wake one another, which
+/// costs quadratic time in their number: one flush of backfill spread over a
+/// month (tens of thousands of rollup buckets) stalled the persister for two
+/// minutes in one statement (docs/performance.md, "What each change bought").
+const SELECT_CHUNK: usize = 1_000;
 
 /// The outcome of a guarded transaction: a failed transaction fails every
 /// statement, so find the one that says why.

@@ -10,7 +10,6 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use vigia_domain::{RollupGrain, Tag, Value, parse_timestamp};
-use vigia_store::RollupRow;
 
 use crate::{ApiState, Problem};
 
@@ -99,7 +98,8 @@ pub(crate) struct Averages {
 /// Per-sensor averages over a window, from the rollups.
 ///
 /// Whole days come from day rollups and the partial days at both ends from
-/// hour rollups, so a month over 2,000 sensors reads ~156,000 small records.
+/// hour rollups: a month over 2,000 sensors reads a few hundred shard
+/// records and folds their ~150,000 per-sensor entries as they arrive.
 #[utoipa::path(get, path = "/stats/averages", tag = "aggregates", params(AverageParams),
     responses((status = 200, body = Averages),
         (status = 400, description = "A bad window or prefix", body = Problem, content_type = "application/problem+json"),
@@ -122,24 +122,15 @@ pub(crate) async fn averages(
         .map(|s| s.tag)
         .filter(|t| under(t, prefix.as_deref()))
         .collect();
-    let rows = state.store.rollups_covering(&tags, from, to).await.map_err(crate::store_problem)?;
-    Ok(Json(Averages { window, from, to, sensors: combine(rows) }))
-}
-
-fn combine(rows: Vec<RollupRow>) -> Vec<SensorAverage> {
-    let mut by_tag: BTreeMap<String, (i64, f64, f64, f64)> = BTreeMap::new();
-    for r in rows {
-        let e = by_tag.entry(r.tag).or_insert((0, 0.0, f64::INFINITY, f64::NEG_INFINITY));
-        e.0 += r.count;
-        e.1 += r.sum;
-        e.2 = e.2.min(r.min);
-        e.3 = e.3.max(r.max);
-    }
-    by_tag
+    let sensors = state
+        .store
+        .summaries_covering(&tags, from, to)
+        .await
+        .map_err(crate::store_problem)?
         .into_iter()
-        .filter(|(_, (count, ..))| *count > 0)
-        .map(|(tag, (count, sum, min, max))| SensorAverage { tag, mean: sum / count as f64, min, max, count })
-        .collect()
+        .map(|(tag, s)| SensorAverage { tag, mean: s.sum / s.count as f64, min: s.min, max: s.max, count: s.count })
+        .collect();
+    Ok(Json(Averages { window, from, to, sensors }))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -30,7 +30,7 @@ pub use dead::DeadLetter;
 pub use layout::SHARDS;
 pub use meta::SensorMetaRow;
 pub use retention::{Retention, Retired, RetiredRow};
-pub use stats::{CounterRow, MAX_BUCKETS, RollupRow, SensorRow, TrafficRow};
+pub use stats::{CounterRow, MAX_BUCKETS, RollupRow, SensorRow, Summary, TrafficRow};
 pub use writer::{Applied, Writer};
 
 /// The ledger of the readings stream's projection.

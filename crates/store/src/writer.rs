@@ -419,7 +419,8 @@ impl Store {
         }
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(SELECT_CHUNK) {
-            let rows: Vec<T> = self.db.query("SELECT * FROM $ids").bind(("ids", chunk.to_vec())).await?.check()?.take(0)?;
+            let rows: Vec<T> =
+                self.db.query("SELECT * FROM $ids").bind(("ids", chunk.to_vec())).await?.check()?.take(0)?;
             out.extend(rows);
         }
         Ok(out)

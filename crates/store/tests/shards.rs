@@ -63,3 +63,49 @@ async fn a_writer_outdated_by_another_rereads_and_counts_once() {
     assert_eq!((minute.len(), minute[0].count, minute[0].sum), (1, 3, 6.0));
     assert_eq!(store.ledger(READINGS_LEDGER).await.unwrap().count(), 3);
 }
+
+#[tokio::test]
+async fn summaries_over_a_window_equal_a_fold_of_its_events() {
+    let store = Store::open(&StoreConfig::memory()).await.unwrap();
+    let mut writer = Writer::new(&store, READINGS_LEDGER);
+    const HOUR: i64 = 3_600_000;
+    // From 13:00 on one day to 04:59:59.999 three days later: hour rollups at
+    // both ends, day rollups for the two whole days between.
+    let day = 1_699_920_000_000; // a UTC midnight
+    let (from, to) = (day + 13 * HOUR, day + 3 * 24 * HOUR + 5 * HOUR - 1);
+    let tags = ["brasil.sul.s1", "brasil.norte.s2", "brasil.sudeste.s3"];
+    // s1 and s2 report every 37 minutes from a day before the window to a day after;
+    // s3 only before it. Values vary so that sums, minima and maxima differ.
+    let mut events = Vec::new();
+    let mut seq = 0;
+    for (i, tag) in tags[..2].iter().enumerate() {
+        let mut ts = day - 24 * HOUR;
+        while ts < to + 24 * HOUR {
+            seq += 1;
+            events.push(event(seq, tag, ts, ((ts / 60_000) % 97) as f64 + i as f64 / 4.0));
+            ts += 37 * 60_000;
+        }
+    }
+    seq += 1;
+    events.push(event(seq, tags[2], from - 1, 5.0));
+    let refs: Vec<(u64, &[StoredEvent])> = events.iter().map(|e| (e.id.seq, std::slice::from_ref(e))).collect();
+    for chunk in refs.chunks(100) {
+        writer.apply(chunk).await.unwrap();
+    }
+
+    let wanted: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
+    let got = store.summaries_covering(&wanted, from, to).await.unwrap();
+    assert_eq!(got.keys().collect::<Vec<_>>(), ["brasil.norte.s2", "brasil.sul.s1"], "s3 has nothing in the window");
+    for tag in &tags[..2] {
+        let inside: Vec<f64> = events
+            .iter()
+            .filter(|e| e.reading.tag.as_str() == *tag && (from..=to).contains(&e.reading.ts_ms))
+            .map(|e| e.reading.value.as_number().unwrap())
+            .collect();
+        let s = got[*tag];
+        assert_eq!(s.count, inside.len() as i64, "{tag}");
+        assert!((s.sum - inside.iter().sum::<f64>()).abs() < 1e-6, "{tag}: {s:?}");
+        assert_eq!(s.min, inside.iter().copied().fold(f64::INFINITY, f64::min), "{tag}");
+        assert_eq!(s.max, inside.iter().copied().fold(f64::NEG_INFINITY, f64::max), "{tag}");
+    }
+}

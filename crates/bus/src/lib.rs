@@ -12,6 +12,8 @@ mod objects;
 mod publish;
 mod topology;
 
+use std::time::Duration;
+
 use async_nats::jetstream;
 
 pub use async_nats::HeaderMap;
@@ -152,6 +154,15 @@ impl Bus {
     /// Waits until everything published or acked so far has reached the server.
     pub async fn flush(&self) -> Result<(), BusError> {
         self.client.flush().await.map_err(|e| BusError::JetStream(e.to_string()))
+    }
+
+    /// [`Bus::flush`] for at most `limit`. With the server gone a flush waits
+    /// for the reconnection, which may never come: a worker stopping, or
+    /// acking, must not wait for ever. What stays unconfirmed is redelivered.
+    pub async fn flush_within(&self, limit: Duration) -> Result<(), BusError> {
+        tokio::time::timeout(limit, self.flush())
+            .await
+            .map_err(|_| BusError::JetStream(format!("the server did not confirm a flush within {limit:?}")))?
     }
 
     /// Binds to an existing durable pull consumer.

@@ -117,6 +117,12 @@ impl NatsServer {
         assert_eq!(url, self.url, "nats-server came back on the same port");
     }
 
+    /// Kills the server (SIGKILL) and leaves it down.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// `nats://127.0.0.1:<port>`.
     pub fn url(&self) -> &str {
         &self.url

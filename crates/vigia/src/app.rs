@@ -1,7 +1,7 @@
 //! Wiring: which workers run in this process, how they start, and how they
 //! stop together. `vigia up` runs them all; the other commands run one part.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::task::JoinSet;
@@ -59,8 +59,15 @@ pub fn sim_config(config: &Config) -> SimConfig {
     }
 }
 
+/// How long parts get to finish and ack the batch in hand once stopped.
+/// With NATS gone an ack or a flush can wait for ever; past this the parts
+/// are aborted, and what they had not acked is redelivered (the ledger keeps
+/// a redelivered message from counting twice).
+const STOP_GRACE: Duration = Duration::from_secs(20);
+
 /// Runs `parts` until `stop` is cancelled or one of them fails; then stops
-/// the others, letting each finish and ack the batch in hand.
+/// the others, letting each finish and ack the batch in hand within
+/// [`STOP_GRACE`].
 pub async fn run(
     config: &Config,
     bus: Bus,
@@ -116,7 +123,27 @@ pub async fn run(
         });
     }
     let mut failure = None;
-    while let Some(joined) = tasks.join_next().await {
+    let mut deadline: Option<tokio::time::Instant> = None;
+    loop {
+        let joined = tokio::select! {
+            joined = tasks.join_next() => joined,
+            _ = stop.cancelled(), if deadline.is_none() => {
+                deadline = Some(tokio::time::Instant::now() + STOP_GRACE);
+                continue;
+            }
+            _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() => {
+                tracing::warn!(
+                    parts = tasks.len(),
+                    grace_s = STOP_GRACE.as_secs(),
+                    "Parts still stopping after the grace period (is NATS or the store gone?); aborting them. \
+                     What they had not acked is redelivered."
+                );
+                tasks.abort_all();
+                while tasks.join_next().await.is_some() {}
+                break;
+            }
+        };
+        let Some(joined) = joined else { break };
         match joined {
             Ok(("simulator", Ok(()))) => {}
             Ok((name, Ok(()))) if !stop.is_cancelled() => {
@@ -135,7 +162,9 @@ pub async fn run(
             }
         }
     }
-    bus.flush().await.ok();
+    if let Err(e) = bus.flush_within(Duration::from_secs(5)).await {
+        tracing::warn!(error = %e, "Stopping without NATS: what was not acked is redelivered.");
+    }
     failure.map_or(Ok(()), Err)
 }
 

@@ -19,7 +19,7 @@ pub(crate) async fn ack_all(bus: &Bus, batch: &[Delivery]) -> anyhow::Result<()>
     for d in batch {
         d.message.ack().await.map_err(|e| anyhow::anyhow!("ack of {} failed: {e}", d.seq))?;
     }
-    bus.flush().await?;
+    bus.flush_within(Duration::from_secs(10)).await?;
     Ok(())
 }
 
@@ -30,7 +30,7 @@ pub(crate) async fn retry_backoff(bus: &Bus, batch: &[Delivery], attempt: u32, s
     for d in batch {
         let _ = d.progress().await;
     }
-    let _ = bus.flush().await;
+    let _ = bus.flush_within(Duration::from_secs(5)).await;
     tokio::select! {
         _ = stop.cancelled() => false,
         _ = tokio::time::sleep(delay) => true,

@@ -118,6 +118,11 @@ impl TestEnv {
         (running, base)
     }
 
+    /// Kills the test's nats-server and leaves it down.
+    pub(crate) fn kill_nats(&mut self) {
+        self._nats.kill();
+    }
+
     /// Runs `parts` in the background until the returned token is cancelled.
     pub(crate) fn run(&self, parts: Parts) -> Running {
         let stop = CancellationToken::new();
@@ -180,6 +185,12 @@ impl Running {
 }
 
 impl Running {
+    /// Waits for the parts to return, however they end (a cancelled token
+    /// stops them; see [`Running::shutdown`] for a stop that must be clean).
+    pub(crate) async fn join(mut self) {
+        let _ = self.handle.take().expect("running").await;
+    }
+
     /// Kills the parts mid-flight, as a crash would: no batch is finished,
     /// acked or given back; whatever was in hand comes back after the ack wait.
     pub(crate) async fn kill(mut self) {

@@ -107,6 +107,24 @@ async fn graceful_shutdown_acks_what_it_stored_and_loses_nothing() {
 }
 
 #[tokio::test]
+async fn parts_stop_when_their_nats_server_is_gone() {
+    let mut env = TestEnv::start().await;
+    vigia_sim::run(env.bus.publisher(), sim(2_000, 0), Default::default()).await.unwrap();
+    let running = env.run(Parts { persister: true, alerter: true, ..Parts::default() });
+    let store = env.store.clone();
+    wait_for("some events stored", Duration::from_secs(30), || {
+        let s = store.clone();
+        async move { s.ledger(READINGS_LEDGER).await.unwrap().count() > 0 }
+    })
+    .await;
+    // A stop with NATS gone used to wait for ever in the last flush of acks.
+    env.kill_nats();
+    running.stop.cancel();
+    let stopped = tokio::time::timeout(Duration::from_secs(60), running.join()).await;
+    assert!(stopped.is_ok(), "the parts did not stop within 60 s of a stop with their NATS server gone");
+}
+
+#[tokio::test]
 async fn up_serves_health_and_the_openapi_document() {
     let env = TestEnv::start().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -202,18 +202,21 @@ impl Store {
         to: i64,
     ) -> Result<Vec<RollupRow>, StoreError> {
         let mut out = Vec::new();
-        self.scan_rollups(tags, grain, grain_ms, from, to, |r, wanted| push_rows(&mut out, r, |t| wanted.contains(t)))
-            .await?;
+        let shards = shards_of(tags);
+        self.scan_rollups(&shards, grain, grain_ms, from, to, |r, wanted| {
+            push_rows(&mut out, r, |t| wanted.contains(t))
+        })
+        .await?;
         out.sort_by(|a, b| (&a.tag, a.bucket).cmp(&(&b.tag, b.bucket)));
         Ok(out)
     }
 
-    /// Each shard record of `tags` in `grain` whose bucket starts in
-    /// `[from, to)`, read by id range per shard, handed to `visit` with the
-    /// shard's wanted tags.
+    /// Each record of `shards` in `grain` whose bucket starts in `[from, to)`,
+    /// read by id range per shard, handed to `visit` with the shard's wanted
+    /// tags.
     async fn scan_rollups(
         &self,
-        tags: &[String],
+        shards: &Shards<'_>,
         grain: &str,
         grain_ms: i64,
         from: i64,
@@ -222,11 +225,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         grain_of(grain)?;
         let to = to.min(from.saturating_add(grain_ms.saturating_mul(MAX_BUCKETS)));
-        let mut shards: BTreeMap<(&str, u32), BTreeSet<&str>> = BTreeMap::new();
-        for t in tags {
-            shards.entry((root_of(t), shard_of(t))).or_default().insert(t.as_str());
-        }
-        for ((root, shard), wanted) in shards {
+        for (&(root, shard), wanted) in shards {
             let mut from = from.div_euclid(grain_ms) * grain_ms;
             loop {
                 let rows: Vec<RollupRecord> = self
@@ -242,7 +241,7 @@ impl Store {
                     .check()?
                     .take(0)?;
                 for r in &rows {
-                    visit(r, &wanted)?;
+                    visit(r, wanted)?;
                 }
                 match rows.last() {
                     Some(last) if rows.len() as i64 == PAGE => from = last.bucket.saturating_add(1),
@@ -275,8 +274,9 @@ impl Store {
             vec![("h", HOUR, from, to + 1)]
         };
         let mut acc: HashMap<&str, Summary> = tags.iter().map(|t| (t.as_str(), Summary::EMPTY)).collect();
+        let shards = shards_of(tags);
         for (grain, grain_ms, from, to) in ranges {
-            self.scan_rollups(tags, grain, grain_ms, from, to, |r, _| {
+            self.scan_rollups(&shards, grain, grain_ms, from, to, |r, _| {
                 visit_rollups(&r.data[..], |tag, d| {
                     if let Some(s) = acc.get_mut(tag) {
                         s.add(d.count as i64, d.sum, d.min, d.max);
@@ -305,6 +305,17 @@ impl Store {
             .take(0)?;
         Ok(rows)
     }
+}
+
+/// Tags grouped by the shard record that holds them: `(root, shard)` → tags.
+type Shards<'a> = BTreeMap<(&'a str, u32), BTreeSet<&'a str>>;
+
+fn shards_of(tags: &[String]) -> Shards<'_> {
+    let mut shards = Shards::new();
+    for t in tags {
+        shards.entry((root_of(t), shard_of(t))).or_default().insert(t.as_str());
+    }
+    shards
 }
 
 fn push_rows(out: &mut Vec<RollupRow>, r: &RollupRecord, wanted: impl Fn(&str) -> bool) -> Result<(), StoreError> {

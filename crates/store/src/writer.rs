@@ -414,9 +414,6 @@ impl Store {
     /// The records with these ids (those that exist), [`SELECT_CHUNK`] ids
     /// per statement.
     pub(crate) async fn select<T: SurrealValue>(&self, ids: Vec<RecordId>) -> Result<Vec<T>, StoreError> {
-        if ids.len() <= SELECT_CHUNK {
-            return Ok(self.db.query("SELECT * FROM $ids").bind(("ids", ids)).await?.check()?.take(0)?);
-        }
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(SELECT_CHUNK) {
             let rows: Vec<T> =

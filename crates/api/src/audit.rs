@@ -99,7 +99,7 @@ pub enum AuditError {
 }
 
 fn under(tag: &str, prefix: Option<&str>) -> bool {
-    prefix.is_none_or(|p| tag == p || (tag.starts_with(p) && tag.as_bytes().get(p.len()) == Some(&b'.')))
+    prefix.is_none_or(|p| vigia_domain::is_under(tag, p))
 }
 
 /// Reconciles the log with the store for `prefix` (or every root) and readings in `[from, to]`.

@@ -9,7 +9,7 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
-use vigia_domain::{RollupGrain, Tag, Value, parse_timestamp};
+use vigia_domain::{RollupGrain, Tag, Value, is_under, parse_timestamp};
 
 use crate::{ApiState, Problem};
 
@@ -61,10 +61,6 @@ fn too_many_buckets() -> Problem {
     .field("from")
 }
 
-fn under(tag: &str, prefix: Option<&str>) -> bool {
-    prefix.is_none_or(|p| tag == p || (tag.starts_with(p) && tag.as_bytes().get(p.len()) == Some(&b'.')))
-}
-
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct AverageParams {
@@ -113,18 +109,9 @@ pub(crate) async fn averages(
     let prefix = crate::wire::prefix("prefix", p.prefix.as_deref())?;
     let to = now_ms();
     let from = (to - span).div_euclid(HOUR) * HOUR;
-    let tags: Vec<String> = state
-        .store
-        .sensors()
-        .await
-        .map_err(crate::store_problem)?
-        .into_iter()
-        .map(|s| s.tag)
-        .filter(|t| under(t, prefix.as_deref()))
-        .collect();
     let sensors = state
         .store
-        .summaries_covering(&tags, from, to)
+        .summaries_under(prefix.as_deref(), from, to)
         .await
         .map_err(crate::store_problem)?
         .into_iter()
@@ -338,7 +325,7 @@ pub(crate) async fn mode(State(state): State<ApiState>, Query(p): Query<ModePara
     let in_window = |e: &&vigia_domain::StoredEvent| {
         let r = &e.reading;
         let ok = r.status == vigia_domain::Status::Ok;
-        ok && r.ts_ms >= from && r.ts_ms < to && under(r.tag.as_str(), prefix.as_deref())
+        ok && r.ts_ms >= from && r.ts_ms < to && prefix.as_deref().is_none_or(|p| is_under(r.tag.as_str(), p))
     };
     for e in events.iter().filter(in_window) {
         let key = match &e.reading.value {

@@ -44,4 +44,4 @@ pub use rules::{
     RULES_SUBJECT, Rule, RuleError, RulesSet,
 };
 pub use sensor::{DescriptionError, Location, SENSOR_DESCRIBED, SENSOR_SUBJECT_PREFIX, SensorDescription, Threshold};
-pub use tag::{Tag, TagError, TagPattern};
+pub use tag::{Tag, TagError, TagPattern, is_under};

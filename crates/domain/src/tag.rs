@@ -30,6 +30,12 @@ pub enum TagError {
     BadChar { index: usize, ch: char },
 }
 
+/// Whether `tag` is `prefix` or lies below it, token by token:
+/// `brasil.sul.s1` is under `brasil.sul`, `brasil.sulista.s1` is not.
+pub fn is_under(tag: &str, prefix: &str) -> bool {
+    tag.strip_prefix(prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+}
+
 fn token_char_ok(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '_' || c == '-'
 }
@@ -186,6 +192,16 @@ impl<'de> serde::Deserialize<'de> for TagPattern {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn under_goes_token_by_token() {
+        assert!(is_under("brasil.sul.s1", "brasil.sul"));
+        assert!(is_under("brasil.sul", "brasil.sul"));
+        assert!(is_under("brasil.sul.s1", "brasil"));
+        assert!(!is_under("brasil.sulista.s1", "brasil.sul"));
+        assert!(!is_under("brasil", "brasil.sul"));
+        assert!(!is_under("chile.sul.s1", "brasil"));
+    }
 
     #[test]
     fn prefixes_shortest_first() {

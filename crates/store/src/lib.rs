@@ -9,6 +9,7 @@ mod alerts;
 mod bare;
 mod change;
 mod codec;
+mod conn;
 mod datasets;
 mod dead;
 mod layout;
@@ -19,12 +20,12 @@ mod retention;
 mod stats;
 mod writer;
 
-use surrealdb::Surreal;
-use surrealdb::engine::any::Any;
+use conn::Conn;
 
 pub use alerts::AlertRecord;
 pub use change::ChangeOutcome;
 pub use codec::CodecError;
+pub use conn::EngineMemory;
 pub use datasets::{DatasetRecord, JobProgress, JobRecord};
 pub use dead::DeadLetter;
 pub use layout::SHARDS;
@@ -47,12 +48,20 @@ pub enum StoreError {
     Conflict,
     #[error("store URL `{0}` is not supported: use mem://, surrealkv://<path> or ws://<host:port>")]
     BadUrl(String),
+    /// A flush would write more than the engine takes in one transaction
+    /// (the writer splits such flushes; callers never see this).
+    #[error("a transaction of about {bytes} bytes is over the store's budget of {budget}")]
+    TooLarge { bytes: usize, budget: usize },
     /// A read would return more events than the caller allows.
     #[error("{found} events match, more than the {cap} one request may scan; narrow the tag or time range")]
     TooMany { found: usize, cap: usize },
     /// A stored record does not decode: damaged, or written by a newer Vigia.
     #[error("{0}")]
     Corrupt(String),
+    /// The embedded engine did not open (a damaged or newer store, a path
+    /// that cannot be written).
+    #[error("could not open the embedded store: {0}")]
+    Open(String),
     #[error("SurrealDB: {0}")]
     Db(#[from] surrealdb::Error),
 }
@@ -66,7 +75,11 @@ impl From<CodecError> for StoreError {
 /// A handle to the projection store. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
-    db: Surreal<Any>,
+    db: Conn,
+    /// Most bytes one flush may write in one transaction; a flush of several
+    /// messages that would write more is committed in parts
+    /// ([`Writer::apply`]). `None` unless a SurrealKV memtable size is set.
+    txn_budget: Option<usize>,
 }
 
 /// How to reach the store.
@@ -78,6 +91,8 @@ pub struct StoreConfig {
     /// Root credentials for a `ws://` server; ignored by embedded engines.
     pub username: Option<String>,
     pub password: Option<String>,
+    /// Memory bounds of an embedded SurrealKV engine.
+    pub memory: EngineMemory,
 }
 
 impl StoreConfig {
@@ -88,6 +103,7 @@ impl StoreConfig {
             database: "vigia".into(),
             username: None,
             password: None,
+            memory: EngineMemory::default(),
         }
     }
 }
@@ -100,13 +116,18 @@ impl Store {
         if !supported.iter().any(|p| url.starts_with(p)) {
             return Err(StoreError::BadUrl(url.to_owned()));
         }
-        let db = surrealdb::engine::any::connect(url).await?;
+        let db =
+            if url.starts_with("ws") { Conn::server(url).await? } else { Conn::embedded(url, config.memory).await? };
+        // A SurrealKV transaction must fit in the memtable; half of it leaves
+        // room for the estimate's error and for other writes in flight.
+        let txn_budget =
+            config.memory.memtable_mb.filter(|_| url.starts_with("surrealkv://")).map(|mb| mb as usize * (1 << 20) / 2);
         if let (Some(username), Some(password)) = (&config.username, &config.password) {
-            db.signin(surrealdb::opt::auth::Root { username: username.clone(), password: password.clone() }).await?;
+            db.signin(username, password).await?;
         }
-        db.use_ns(&config.namespace).use_db(&config.database).await?;
+        db.use_ns_db(&config.namespace, &config.database).await?;
         db.query(SCHEMA).await?.check()?;
-        Ok(Store { db })
+        Ok(Store { db, txn_budget })
     }
 
     /// Runs SurrealQL as it is, for fault-injection tests and one-off operator
@@ -121,7 +142,7 @@ impl Store {
     /// The SurrealDB release serving this store: the embedded engine's, or
     /// the server's for `ws://` (e.g. `3.3.5`).
     pub async fn version(&self) -> Result<String, StoreError> {
-        Ok(self.db.version().await?.to_string())
+        self.db.version().await
     }
 
     /// Whether the store answers a trivial query.

@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use surrealdb::types::SurrealValue;
-use vigia_domain::{SensorDelta, Value};
+use vigia_domain::{SensorDelta, Value, is_under};
 
 use crate::layout::{RegistryRecord, RollupRecord, SHARDS, root_of, shard_of};
 use crate::payload::{RegistryShard, decode_registry, decode_rollups, visit_rollups};
@@ -160,9 +160,7 @@ impl Store {
                 for (depth, end) in ends.enumerate() {
                     let p = &tag[..end];
                     let depth = depth as i64 + 1;
-                    let under = prefix
-                        .is_none_or(|want| p == want || (p.starts_with(want) && p.as_bytes()[want.len()] == b'.'));
-                    if depth > max_depth || !under {
+                    if depth > max_depth || prefix.is_some_and(|want| !is_under(p, want)) {
                         continue;
                     }
                     let c = tree.entry(p.to_owned()).or_insert((depth, 0, 0));
@@ -203,8 +201,9 @@ impl Store {
     ) -> Result<Vec<RollupRow>, StoreError> {
         let mut out = Vec::new();
         let shards = shards_of(tags);
-        self.scan_rollups(&shards, grain, grain_ms, from, to, |r, wanted| {
-            push_rows(&mut out, r, |t| wanted.contains(t))
+        let keys: Vec<(&str, u32)> = shards.keys().copied().collect();
+        self.scan_rollups(&keys, grain, grain_ms, from, to, |r, shard| {
+            push_rows(&mut out, r, |t| shards[&shard].contains(t))
         })
         .await?;
         out.sort_by(|a, b| (&a.tag, a.bucket).cmp(&(&b.tag, b.bucket)));
@@ -212,20 +211,19 @@ impl Store {
     }
 
     /// Each record of `shards` in `grain` whose bucket starts in `[from, to)`,
-    /// read by id range per shard, handed to `visit` with the shard's wanted
-    /// tags.
-    async fn scan_rollups(
+    /// read by id range per shard, handed to `visit` with its shard.
+    async fn scan_rollups<'s>(
         &self,
-        shards: &Shards<'_>,
+        shards: &[(&'s str, u32)],
         grain: &str,
         grain_ms: i64,
         from: i64,
         to: i64,
-        mut visit: impl FnMut(&RollupRecord, &BTreeSet<&str>) -> Result<(), StoreError>,
+        mut visit: impl FnMut(&RollupRecord, (&'s str, u32)) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         grain_of(grain)?;
         let to = to.min(from.saturating_add(grain_ms.saturating_mul(MAX_BUCKETS)));
-        for (&(root, shard), wanted) in shards {
+        for &(root, shard) in shards {
             let mut from = from.div_euclid(grain_ms) * grain_ms;
             loop {
                 let rows: Vec<RollupRecord> = self
@@ -241,7 +239,7 @@ impl Store {
                     .check()?
                     .take(0)?;
                 for r in &rows {
-                    visit(r, wanted)?;
+                    visit(r, (root, shard))?;
                 }
                 match rows.last() {
                     Some(last) if rows.len() as i64 == PAGE => from = last.bucket.saturating_add(1),
@@ -252,15 +250,17 @@ impl Store {
         Ok(())
     }
 
-    /// Each of `tags` summarised over `[from, to]` (count, sum, min, max),
-    /// read with the fewest records: day rollups for the whole days inside,
-    /// hour rollups for the partial days at both ends. `from` should fall on
-    /// an hour. Ordered by tag; tags without readings in the window are left
-    /// out. Folds each record as it arrives rather than building a row per
-    /// tag and bucket: a month over 2,000 sensors is ~150,000 of those.
-    pub async fn summaries_covering(
+    /// Every sensor under `prefix` (all when `None`) that has numeric
+    /// readings in `[from, to]`, summarised (count, sum, min, max) and
+    /// ordered by tag. Read with the fewest records: day rollups for the
+    /// whole days inside, hour rollups for the partial days at both ends;
+    /// `from` should fall on an hour. The sensors come from the rollups
+    /// themselves, so the registry is not read, and each record is folded
+    /// as it arrives: a month over 2,000 sensors is ~150,000 tag-bucket
+    /// entries, a day ~50,000.
+    pub async fn summaries_under(
         &self,
-        tags: &[String],
+        prefix: Option<&str>,
         from: i64,
         to: i64,
     ) -> Result<BTreeMap<String, Summary>, StoreError> {
@@ -273,20 +273,31 @@ impl Store {
         } else {
             vec![("h", HOUR, from, to + 1)]
         };
-        let mut acc: HashMap<&str, Summary> = tags.iter().map(|t| (t.as_str(), Summary::EMPTY)).collect();
-        let shards = shards_of(tags);
+        let roots = match prefix {
+            Some(p) => vec![root_of(p).to_owned()],
+            None => self.roots().await?,
+        };
+        let shards: Vec<(&str, u32)> = roots.iter().flat_map(|r| (0..SHARDS).map(move |s| (r.as_str(), s))).collect();
+        let mut acc: HashMap<String, Summary> = HashMap::new();
         for (grain, grain_ms, from, to) in ranges {
             self.scan_rollups(&shards, grain, grain_ms, from, to, |r, _| {
                 visit_rollups(&r.data[..], |tag, d| {
+                    if prefix.is_some_and(|p| !is_under(tag, p)) {
+                        return;
+                    }
                     if let Some(s) = acc.get_mut(tag) {
                         s.add(d.count as i64, d.sum, d.min, d.max);
+                    } else {
+                        let mut s = Summary::EMPTY;
+                        s.add(d.count as i64, d.sum, d.min, d.max);
+                        acc.insert(tag.to_owned(), s);
                     }
                 })
                 .map_err(StoreError::from)
             })
             .await?;
         }
-        Ok(acc.into_iter().filter(|(_, s)| s.count > 0).map(|(t, s)| (t.to_owned(), s)).collect())
+        Ok(acc.into_iter().filter(|(_, s)| s.count > 0).collect())
     }
 
     /// Traffic buckets (`m` or `h`) starting in `[from, to)`, every root.

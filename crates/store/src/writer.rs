@@ -97,6 +97,24 @@ pub(crate) struct Writes {
     pub(crate) horizon: Option<i64>,
 }
 
+impl Writes {
+    /// About what the engine will hold for these writes: payloads plus a
+    /// record's key and fields, and a key per deleted record. A scattered
+    /// backfill flush of 100,000 events rewrote ~50,000 rollup records,
+    /// which SurrealKV counted as 228 MB.
+    fn estimated_bytes(&self) -> usize {
+        const RECORD: usize = 192;
+        const DELETE: usize = 96;
+        let rollups: usize = self.rollups.iter().map(|(_, s)| RECORD + s.len() * (48 + ROLLUP_ENTRY)).sum();
+        let registry: usize = self.registry.iter().map(|(_, s)| RECORD + s.len() * 160).sum();
+        let blocks: usize = self.blocks.iter().map(|b| RECORD + b.data.len()).sum();
+        rollups + registry + blocks + (self.traffic.len() * RECORD) + self.dropped.len() * DELETE
+    }
+}
+
+/// Encoded bytes of one tag's rollup besides its tag: count and three floats.
+const ROLLUP_ENTRY: usize = 4 + 3 * 8;
+
 /// Applies projections to the store for one stream's ledger.
 #[derive(Debug)]
 pub struct Writer {
@@ -132,8 +150,12 @@ impl Writer {
     }
 
     /// Commits messages as the given events (none marks a message applied
-    /// without events), skipping those the ledger holds, in one transaction.
-    /// Retries when another writer committed first; other errors are returned.
+    /// without events), skipping those the ledger holds, in one transaction;
+    /// in several, each with its messages' ledger entries, when one would be
+    /// over the store's transaction budget (a backfill scattered over weeks
+    /// rewrites tens of thousands of rollup records). A single message is
+    /// always tried whole. Retries when another writer committed first; other
+    /// errors are returned.
     pub async fn apply(&mut self, decoded: &[(u64, &[StoredEvent])]) -> Result<Applied, StoreError> {
         let mut conflicts = 0u32;
         loop {
@@ -155,8 +177,24 @@ impl Writer {
             }
             let events = decoded.iter().zip(&fresh).filter(|(_, f)| **f).flat_map(|((_, evs), _)| evs.iter());
             let projection = Projection::of(events);
-            match self.commit_projection(&ledger, next, &projection).await {
+            let splittable = decoded.len() > 1;
+            match self.commit_projection(&ledger, next, &projection, splittable).await {
                 Ok(()) => return Ok(applied),
+                // Too big for one transaction: each half is its own, with its
+                // own ledger entries, in log order. The records already read
+                // stay cached for the halves.
+                Err(StoreError::TooLarge { bytes, budget }) => {
+                    tracing::debug!(
+                        bytes,
+                        budget,
+                        messages = decoded.len(),
+                        "Flush over the transaction budget; committing it in halves."
+                    );
+                    let (first, second) = decoded.split_at(decoded.len() / 2);
+                    let mut applied = Box::pin(self.apply(first)).await?;
+                    applied.add(Box::pin(self.apply(second)).await?);
+                    return Ok(applied);
+                }
                 Err(StoreError::Conflict) => {
                     conflicts += 1;
                     tracing::debug!(conflicts, "Another writer committed first; retrying the flush.");
@@ -170,21 +208,30 @@ impl Writer {
     /// Rewrites the ledger as it is: a write the store must take if it takes any.
     pub async fn probe(&mut self) -> Result<(), StoreError> {
         let ledger = self.ledger().await?.clone();
-        match self.commit_projection(&ledger, ledger.clone(), &Projection::default()).await {
+        match self.commit_projection(&ledger, ledger.clone(), &Projection::default(), false).await {
             Ok(()) | Err(StoreError::Conflict) => Ok(()),
             Err(e) => Err(e),
         }
     }
 
-    /// One guarded transaction: the projection merged into the records it touches.
+    /// One guarded transaction: the projection merged into the records it
+    /// touches. With `splittable`, refuses ([`StoreError::TooLarge`]) before
+    /// writing anything when that is over the store's transaction budget.
     async fn commit_projection(
         &mut self,
         ledger: &Ledger,
         next: Ledger,
         projection: &Projection,
+        splittable: bool,
     ) -> Result<(), StoreError> {
         let mut writes = Writes { blocks: block_records(&projection.blocks), ..Writes::default() };
         self.merge_aggregates(projection, &mut writes).await?;
+        if let Some(budget) = self.store.txn_budget.filter(|_| splittable) {
+            let bytes = writes.estimated_bytes();
+            if bytes > budget {
+                return Err(StoreError::TooLarge { bytes, budget });
+            }
+        }
         self.commit(ledger.version, next, writes).await
     }
 

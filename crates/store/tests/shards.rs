@@ -93,8 +93,7 @@ async fn summaries_over_a_window_equal_a_fold_of_its_events() {
         writer.apply(chunk).await.unwrap();
     }
 
-    let wanted: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
-    let got = store.summaries_covering(&wanted, from, to).await.unwrap();
+    let got = store.summaries_under(None, from, to).await.unwrap();
     assert_eq!(got.keys().collect::<Vec<_>>(), ["brasil.norte.s2", "brasil.sul.s1"], "s3 has nothing in the window");
     for tag in &tags[..2] {
         let inside: Vec<f64> = events
@@ -108,4 +107,8 @@ async fn summaries_over_a_window_equal_a_fold_of_its_events() {
         assert_eq!(s.min, inside.iter().copied().fold(f64::INFINITY, f64::min), "{tag}");
         assert_eq!(s.max, inside.iter().copied().fold(f64::NEG_INFINITY, f64::max), "{tag}");
     }
+    let south = store.summaries_under(Some("brasil.sul"), from, to).await.unwrap();
+    assert_eq!(south.keys().collect::<Vec<_>>(), ["brasil.sul.s1"], "only the sensors under the prefix");
+    assert_eq!(south["brasil.sul.s1"], got["brasil.sul.s1"]);
+    assert!(store.summaries_under(Some("brasil.su"), from, to).await.unwrap().is_empty(), "prefixes go by token");
 }

@@ -31,7 +31,7 @@ use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 use vigia_bus::Bus;
 use vigia_sim::SimConfig;
-use vigia_store::{READINGS_LEDGER, Store, StoreConfig};
+use vigia_store::{EngineMemory, READINGS_LEDGER, Store, StoreConfig};
 
 use crate::app::{self, Parts};
 use crate::config::Config;
@@ -154,9 +154,10 @@ pub async fn run(config: &Config, options: BenchOptions) -> anyhow::Result<Bench
     eprintln!("bench: JetStream ceiling ...");
     let jetstream_ceiling = jetstream_ceiling(&bus, options.events.min(200_000)).await?;
     eprintln!("bench: SurrealDB ceiling ...");
-    let surreal_ceiling = surreal_ceiling(dir.path(), options.events.min(200_000)).await?;
+    let memory = config.store_config().memory;
+    let surreal_ceiling = surreal_ceiling(dir.path(), memory, options.events.min(200_000)).await?;
 
-    let store = open(dir.path(), "db").await?;
+    let store = open(dir.path(), "db", memory).await?;
     let persister = Persister::start(&config, &bus, &store);
 
     eprintln!("bench: pipeline, {} readings ...", options.events);
@@ -317,9 +318,10 @@ async fn private_nats(dir: &std::path::Path) -> anyhow::Result<(Bus, String, tok
     anyhow::bail!("the bench's nats-server did not answer at {url} within 10 s")
 }
 
-async fn open(dir: &std::path::Path, name: &str) -> anyhow::Result<Store> {
+/// A SurrealKV store in `dir` with the configured memory bounds (`[store]`).
+async fn open(dir: &std::path::Path, name: &str, memory: EngineMemory) -> anyhow::Result<Store> {
     let url = format!("surrealkv://{}", dir.join(name).display());
-    Store::open(&StoreConfig { url, ..StoreConfig::memory() }).await.context("failed to open a bench store")
+    Store::open(&StoreConfig { url, memory, ..StoreConfig::memory() }).await.context("failed to open a bench store")
 }
 
 /// Raw async-nats acknowledged publishes per second, 4,096 in flight.
@@ -351,8 +353,8 @@ async fn jetstream_ceiling(bus: &Bus, messages: u64) -> anyhow::Result<f64> {
 }
 
 /// Bare rows per second into a store of its own, 1,000 per statement.
-async fn surreal_ceiling(dir: &std::path::Path, rows: u64) -> anyhow::Result<f64> {
-    let store = open(dir, "bare").await?;
+async fn surreal_ceiling(dir: &std::path::Path, memory: EngineMemory, rows: u64) -> anyhow::Result<f64> {
+    let store = open(dir, "bare", memory).await?;
     let started = Instant::now();
     for first in (0..rows).step_by(1000) {
         store.insert_bare_rows(first, 1000.min(rows - first)).await?;

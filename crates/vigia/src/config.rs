@@ -235,6 +235,12 @@ pub struct StoreSection {
     pub database: String,
     pub username: Option<String>,
     pub password: Option<Secret>,
+    /// Embedded SurrealKV: MiB of writes buffered before a flush to disk;
+    /// unset leaves SurrealDB's sizing (docs/operations.md).
+    pub memtable_mb: Option<u64>,
+    /// Embedded SurrealKV: MiB of on-disk blocks cached for reads; unset
+    /// leaves SurrealDB's sizing.
+    pub block_cache_mb: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -374,6 +380,8 @@ impl Default for Config {
                 database: "vigia".into(),
                 username: None,
                 password: None,
+                memtable_mb: None,
+                block_cache_mb: None,
             },
             http: HttpConfig {
                 listen: "127.0.0.1:8080".into(),
@@ -437,6 +445,11 @@ impl Config {
         );
         anyhow::ensure!(self.persister.batch_size > 0, "persister.batch_size must be at least 1");
         anyhow::ensure!(self.persister.flush_events > 0, "persister.flush_events must be at least 1");
+        anyhow::ensure!(
+            self.store.memtable_mb.is_none_or(|mb| mb >= 16),
+            "store.memtable_mb must be at least 16: the largest flush has to fit in it"
+        );
+        anyhow::ensure!(self.store.block_cache_mb.is_none_or(|mb| mb >= 8), "store.block_cache_mb must be at least 8");
         let r = &self.retention;
         let longer = |a: u64, b: u64| a == 0 || (b != 0 && a >= b);
         anyhow::ensure!(
@@ -462,6 +475,10 @@ impl Config {
             database: self.store.database.clone(),
             username: self.store.username.clone(),
             password: self.store.password.as_ref().map(|p| p.expose().to_owned()),
+            memory: vigia_store::EngineMemory {
+                memtable_mb: self.store.memtable_mb,
+                block_cache_mb: self.store.block_cache_mb,
+            },
         }
     }
 }
@@ -481,8 +498,11 @@ mod tests {
             )?;
             jail.set_env("VIGIA_STORE__URL", "surrealkv://elsewhere");
             jail.set_env("VIGIA_PERSISTER__BATCH_SIZE", "10");
+            jail.set_env("VIGIA_STORE__MEMTABLE_MB", "64");
             let c = Config::load(None).expect("loads");
             assert_eq!(c.nats.roots, ["brasil", "meters"]);
+            let memory = c.store_config().memory;
+            assert_eq!((memory.memtable_mb, memory.block_cache_mb), (Some(64), None), "unset keeps SurrealDB's sizing");
             assert_eq!(c.store.url, "surrealkv://elsewhere");
             assert_eq!(c.persister.batch_size, 10);
             assert!(!format!("{c:?}").contains("hunter2"), "secrets never print");

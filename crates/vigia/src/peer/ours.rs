@@ -63,7 +63,7 @@ impl Vigia {
         config.nats.roots = vec!["brasil".into()];
         app::ensure_topology(&config, &bus).await?;
         let store_url = format!("surrealkv://{}", dir.join("db").display());
-        let store = Store::open(&StoreConfig { url: store_url, ..StoreConfig::memory() })
+        let store = Store::open(&StoreConfig { url: store_url, ..config.store_config() })
             .await
             .context("failed to open the peer's store")?;
         let listener = vigia_api::bind("127.0.0.1:0").await?;

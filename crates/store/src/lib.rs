@@ -116,8 +116,7 @@ impl Store {
         if !supported.iter().any(|p| url.starts_with(p)) {
             return Err(StoreError::BadUrl(url.to_owned()));
         }
-        let db =
-            if url.starts_with("ws") { Conn::server(url).await? } else { Conn::embedded(url, config.memory).await? };
+        let db = if url.starts_with("ws") { Conn::sdk(url).await? } else { Conn::embedded(url, config.memory).await? };
         // A SurrealKV transaction must fit in the memtable; half of it leaves
         // room for the estimate's error and for other writes in flight.
         let txn_budget =

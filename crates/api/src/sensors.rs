@@ -78,8 +78,7 @@ fn sensor(tag: String, row: Option<SensorRow>, meta: Option<SensorDescription>) 
 
 /// Registry rows and descriptions joined by tag, under `prefix`.
 async fn joined(state: &ApiState, prefix: Option<&str>) -> Result<Vec<Sensor>, Problem> {
-    let under =
-        |tag: &str| prefix.is_none_or(|p| format!("{tag}.").starts_with(&format!("{}.", p.trim_end_matches('.'))));
+    let under = |tag: &str| prefix.is_none_or(|p| vigia_domain::is_under(tag, p.trim_end_matches('.')));
     let mut rows: BTreeMap<String, (Option<SensorRow>, Option<SensorDescription>)> = BTreeMap::new();
     for s in state.store.sensors().await.map_err(crate::store_problem)? {
         let tag = s.tag.clone();

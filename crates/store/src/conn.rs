@@ -2,8 +2,9 @@
 //! itself, or a server over WebSocket.
 //!
 //! Why Vigia can open the embedded datastore rather than letting
-//! `engine::any::connect` do it (only when `[store]` sets a bound): SurrealDB sizes SurrealKV from the machine's
-//! memory (on a 24 GiB machine, a 1 GiB memtable and a block cache of 11 GiB),
+//! `engine::any::connect` do it (only when `[store]` sets a bound):
+//! SurrealDB sizes SurrealKV from the machine's memory (on a 24 GiB
+//! machine, a 1 GiB memtable and a block cache of 11 GiB),
 //! and no key in the connection URL reaches those sizes (the SDK prefixes URL
 //! keys with `datastore_`). A backlog drain then grew Vigia to about 1 GiB
 //! for the memtable alone. Building the datastore here lets
@@ -50,6 +51,13 @@ pub struct EngineMemory {
 }
 
 impl EngineMemory {
+    /// Most bytes one transaction should write: half the memtable, leaving
+    /// room for the estimate's error and for other writes in flight. `None`
+    /// with SurrealDB's sizing.
+    pub(crate) fn transaction_budget(self) -> Option<usize> {
+        self.memtable_mb.map(|mb| mb as usize * (1 << 20) / 2)
+    }
+
     fn config(self) -> ConfigMap {
         const MIB: u64 = 1024 * 1024;
         let mut map = ConfigMap::empty();
@@ -67,7 +75,7 @@ impl EngineMemory {
 #[derive(Clone, Debug)]
 pub(crate) enum Conn {
     /// `mem://` or `surrealkv://` with memory bounds, opened by
-    /// [`Conn::embedded`].
+    /// [`Conn::open`].
     Bounded(Surreal<Db>),
     /// Opened by the SDK: a server (`ws://`, `wss://`), or an embedded engine
     /// with SurrealDB's own sizing.
@@ -75,15 +83,15 @@ pub(crate) enum Conn {
 }
 
 impl Conn {
-    /// Opens an embedded datastore at `url` (`mem://` or `surrealkv://<path>`):
-    /// through the SDK when no bound is set, else the way the SDK's own
-    /// `connect` does, with Vigia's bounds. Queries through the datastore
+    /// Connects to `url`: through the SDK for a server or when no bound is
+    /// set; else opens the embedded datastore (`mem://`, `surrealkv://<path>`)
+    /// the way the SDK's own `connect` does, with Vigia's bounds. Queries through the datastore
     /// opened here measured slower (counts tree 12 to 19 ms against 4 to 7
     /// through the SDK, 10,000,000 events, cause not found), so the SDK's
     /// path stays the default.
-    pub(crate) async fn embedded(url: &str, memory: EngineMemory) -> Result<Conn, StoreError> {
-        if memory == EngineMemory::default() {
-            return Conn::sdk(url).await;
+    pub(crate) async fn open(url: &str, memory: EngineMemory) -> Result<Conn, StoreError> {
+        if url.starts_with("ws") || memory == EngineMemory::default() {
+            return Ok(Conn::Sdk(surrealdb::engine::any::connect(url).await?));
         }
         let capabilities = surrealdb::opt::capabilities::Capabilities::new();
         // As the SDK does: the maintenance tasks start only once the
@@ -101,11 +109,6 @@ impl Conn {
         datastore.bootstrap().await.map_err(open)?;
         datastore.start_maintenance_tasks();
         Ok(Conn::Bounded(Surreal::<Db>::unstable_from_datastore(datastore, None).await?))
-    }
-
-    /// Connects through the SDK: a server, or an embedded engine it opens.
-    pub(crate) async fn sdk(url: &str) -> Result<Conn, StoreError> {
-        Ok(Conn::Sdk(surrealdb::engine::any::connect(url).await?))
     }
 
     pub(crate) fn query<'r>(&'r self, sql: impl Into<Cow<'r, str>>) -> Statement<'r> {

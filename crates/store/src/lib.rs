@@ -116,11 +116,9 @@ impl Store {
         if !supported.iter().any(|p| url.starts_with(p)) {
             return Err(StoreError::BadUrl(url.to_owned()));
         }
-        let db = if url.starts_with("ws") { Conn::sdk(url).await? } else { Conn::embedded(url, config.memory).await? };
-        // A SurrealKV transaction must fit in the memtable; half of it leaves
-        // room for the estimate's error and for other writes in flight.
-        let txn_budget =
-            config.memory.memtable_mb.filter(|_| url.starts_with("surrealkv://")).map(|mb| mb as usize * (1 << 20) / 2);
+        let db = Conn::open(url, config.memory).await?;
+        // Only SurrealKV bounds a transaction by its memtable.
+        let txn_budget = config.memory.transaction_budget().filter(|_| url.starts_with("surrealkv://"));
         if let (Some(username), Some(password)) = (&config.username, &config.password) {
             db.signin(username, password).await?;
         }

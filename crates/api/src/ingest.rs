@@ -1,10 +1,13 @@
 //! `POST /api/v1/events`: readings in through the log.
 //!
 //! The API never writes the store. It validates, turns the body into
-//! `ReadingsRecorded` batches (one log message per root, so an array costs one
-//! write) and answers with the stream sequences. `Idempotency-Key` becomes the
-//! JetStream message id, so a retried request is stored once; `?wait=true`
-//! holds the answer until the persister has stored the messages.
+//! `ReadingsRecorded` batches (one per root) and answers with the stream
+//! sequences and event ids once JetStream has stored them. Batches of
+//! concurrent requests share log messages ([`vigia_bus::GroupPublisher`]):
+//! the persister's cost is per message, so a crowd of small requests costs
+//! a few messages, not one each. `Idempotency-Key` becomes the JetStream
+//! message id, so a keyed request goes alone and a retry is stored once;
+//! `?wait=true` holds the answer until the persister has stored the messages.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -57,7 +60,7 @@ pub(crate) struct IngestParams {
 /// What the log said about one published message.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct Published {
-    /// Stream sequence of the message.
+    /// Stream sequence of the message (shared with other requests when they were published together).
     seq: u64,
     /// True when the `Idempotency-Key` had already been stored: nothing new was written.
     duplicate: bool,
@@ -132,17 +135,38 @@ pub(crate) async fn post_events(
         })?),
     };
     let several = by_root.len() > 1;
+    let total: usize = by_root.values().map(|(_, items)| items.len()).sum();
+    let unwritten = |e: vigia_bus::PublishError| {
+        Problem::new(StatusCode::SERVICE_UNAVAILABLE, format!("{e}; nothing was written, retry the request"))
+    };
     let mut messages = Vec::new();
     let mut events = 0;
-    for (root, (tags, items)) in &by_root {
-        let subject = batch_subject(tags).map_err(|e| Problem::new(StatusCode::BAD_REQUEST, e.to_string()))?;
-        let (h, payload) = vigia_bus::Publisher::batch_message(items);
-        let id = key.map(|k| if several { format!("{k}:{root}") } else { k.to_owned() });
-        let stored = state.bus.publisher().publish(subject, Some(h), payload, id.as_deref()).await.map_err(|e| {
-            Problem::new(StatusCode::SERVICE_UNAVAILABLE, format!("{e}; nothing was written, retry the request"))
-        })?;
-        events += items.len();
-        let ids = (0..items.len()).map(|idx| EventId { seq: stored.seq, idx: idx as u32 }.to_string()).collect();
+    for (root, (tags, items)) in by_root {
+        let n = items.len();
+        let (stored, first_idx) = match key {
+            // Keyed requests are deduplicated as whole messages, so they go alone.
+            Some(k) => {
+                let subject = batch_subject(&tags).map_err(|e| Problem::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+                let (h, payload) = vigia_bus::Publisher::batch_message(&items);
+                let id = if several { format!("{k}:{root}") } else { k.to_owned() };
+                (
+                    state
+                        .bus
+                        .publisher()
+                        .publish(subject, Some(h), payload, Some(id.as_str()))
+                        .await
+                        .map_err(unwritten)?,
+                    0,
+                )
+            }
+            None => {
+                let bytes = body.len() * n / total.max(1);
+                let placed = state.group().publish(vigia_bus::Part { tags, items, bytes }).await.map_err(unwritten)?;
+                (vigia_bus::Stored { seq: placed.seq, duplicate: false }, placed.first_idx)
+            }
+        };
+        events += n;
+        let ids = (0..n as u32).map(|i| EventId { seq: stored.seq, idx: first_idx + i }.to_string()).collect();
         messages.push(Published { seq: stored.seq, duplicate: stored.duplicate, ids });
     }
     if !params.wait {
@@ -174,6 +198,19 @@ pub(crate) async fn wait_stored(state: &ApiState, seqs: &[u64]) -> Result<(), Pr
 
 fn parse_body(body: &[u8]) -> Result<Vec<ReadingIn>, Problem> {
     let bad = |detail: String| Problem::new(StatusCode::BAD_REQUEST, detail);
+    if let Some(readings) = parse_valid(body) {
+        return match readings.len() {
+            0 => Err(bad("the array is empty: send at least one reading".into())),
+            n if n > MAX_READINGS => Err(too_many(n)),
+            _ => Ok(readings),
+        };
+    }
+    parse_tree(body)
+}
+
+/// The body through a JSON tree, item by item, to say which reading is wrong and how.
+fn parse_tree(body: &[u8]) -> Result<Vec<ReadingIn>, Problem> {
+    let bad = |detail: String| Problem::new(StatusCode::BAD_REQUEST, detail);
     let json: Json_ = serde_json::from_slice(body)
         .map_err(|e| bad(format!("the body is not JSON ({e}): send a reading object or an array of them")))?;
     let items = match json {
@@ -185,10 +222,7 @@ fn parse_body(body: &[u8]) -> Result<Vec<ReadingIn>, Problem> {
         return Err(bad("the array is empty: send at least one reading".into()));
     }
     if items.len() > MAX_READINGS {
-        return Err(Problem::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("{} readings in one request; send at most {MAX_READINGS} per request", items.len()),
-        ));
+        return Err(too_many(items.len()));
     }
     items
         .into_iter()
@@ -207,6 +241,24 @@ fn parse_body(body: &[u8]) -> Result<Vec<ReadingIn>, Problem> {
             })
         })
         .collect()
+}
+
+/// The body straight into readings, without a JSON tree in between; `None`
+/// when it does not parse, and [`parse_body`] then finds what is wrong and
+/// where. Most bodies are valid, so most pay for one parse.
+fn parse_valid(body: &[u8]) -> Option<Vec<ReadingIn>> {
+    match body.iter().find(|b| !b.is_ascii_whitespace())? {
+        b'[' => serde_json::from_slice(body).ok(),
+        b'{' => serde_json::from_slice(body).ok().map(|one| vec![one]),
+        _ => None,
+    }
+}
+
+fn too_many(n: usize) -> Problem {
+    Problem::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("{n} readings in one request; send at most {MAX_READINGS} per request"),
+    )
 }
 
 /// Prefixes the field of a problem with the reading's index in the array.
@@ -264,4 +316,34 @@ pub(crate) fn validate(r: ReadingIn, roots: &[String]) -> Result<(Tag, BatchItem
         Some(_) => return Err(bad("value", "use a number, a string, or null".into())),
     };
     Ok((tag.clone(), BatchItem { tag: tag.to_string(), ts, value, unit: r.unit, meta: r.meta }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_direct_parse_reads_what_the_tree_reads() {
+        let bodies = [
+            r#"{"tag":"brasil.sul.s1","value":1.5,"timestamp":1700000000000}"#,
+            r#" [{"tag":"brasil.sul.s1","valor":"17,5","unit":"C","meta":{"fw":"2"}},{"tag":"brasil.sul.s2","value":null}]"#,
+            r#"[{"tag":"brasil.sul.s1","value":18446744073709551615,"timestamp":"2026-11-23T10:00:00-03:00"}]"#,
+        ];
+        for body in bodies {
+            let direct = parse_valid(body.as_bytes()).unwrap_or_else(|| panic!("{body} parses directly"));
+            let tree = parse_tree(body.as_bytes()).unwrap_or_else(|p| panic!("{body}: {}", p.detail));
+            assert_eq!(format!("{direct:?}"), format!("{tree:?}"), "{body}");
+        }
+    }
+
+    #[test]
+    fn what_the_direct_parse_refuses_the_tree_explains() {
+        for body in [r#"[{"tag":"a.b","colour":1}]"#, r#"[1]"#, r#"{"value":1}"#, "7", "[{", ""] {
+            assert!(parse_valid(body.as_bytes()).is_none(), "{body}");
+            assert_eq!(parse_body(body.as_bytes()).unwrap_err().status, 400, "{body}");
+        }
+        assert_eq!(parse_body(b"[]").unwrap_err().status, 400);
+        let many = format!("[{}]", vec![r#"{"tag":"brasil.sul.s1"}"#; MAX_READINGS + 1].join(","));
+        assert_eq!(parse_body(many.as_bytes()).unwrap_err().status, 413);
+    }
 }

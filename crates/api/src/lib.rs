@@ -29,6 +29,7 @@ mod server;
 mod stats;
 mod wire;
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
@@ -55,9 +56,42 @@ pub const MAX_BODY: usize = 8 * 1024 * 1024;
 /// The most events one query may scan before it must be narrowed.
 pub const SCAN_CAP: usize = 2_000_000;
 
-/// What handlers share.
+/// What handlers share, behind one `Arc`: axum clones the state for every
+/// request and every stateful middleware, and a deep clone (the roots, the
+/// rules, the tokens, the NATS client) was a dozen allocations per request.
 #[derive(Clone, Debug)]
-pub struct ApiState {
+pub struct ApiState(Arc<Inner>);
+
+#[derive(Debug)]
+struct Inner {
+    shared: Shared,
+    /// Small ingest batches of concurrent requests, published together.
+    group: vigia_bus::GroupPublisher,
+}
+
+impl ApiState {
+    /// The state of one server; starts its group publisher on the current runtime.
+    pub fn new(shared: Shared) -> ApiState {
+        let group = vigia_bus::GroupPublisher::spawn(shared.bus.publisher(), vigia_bus::GroupLimits::default());
+        ApiState(Arc::new(Inner { shared, group }))
+    }
+
+    pub(crate) fn group(&self) -> &vigia_bus::GroupPublisher {
+        &self.0.group
+    }
+}
+
+impl std::ops::Deref for ApiState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0.shared
+    }
+}
+
+/// The parts of [`ApiState`].
+#[derive(Debug)]
+pub struct Shared {
     pub bus: Bus,
     pub store: Store,
     pub started: Instant,

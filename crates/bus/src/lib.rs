@@ -6,6 +6,7 @@
 //! payload (that is the domain's job) and never touches the store.
 
 mod consume;
+mod group;
 mod io;
 mod lag;
 mod objects;
@@ -18,6 +19,7 @@ use async_nats::jetstream;
 
 pub use async_nats::HeaderMap;
 pub use consume::{Batcher, Delivery};
+pub use group::{GroupLimits, GroupPublisher, Part, Placed};
 pub use io::{BlockingReader, ChunkReader, Chunks};
 pub use lag::{Lag, Usage};
 pub use objects::{LOAD_JOB_SUBJECT, StoredObject};

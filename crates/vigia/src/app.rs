@@ -103,7 +103,7 @@ pub async fn run(
         tasks.spawn(async move { ("simulator", vigia_sim::run(p, sim, t).await.map(|_| ()).map_err(Into::into)) });
     }
     if let Some(listener) = parts.http {
-        let state = vigia_api::ApiState {
+        let state = vigia_api::ApiState::new(vigia_api::Shared {
             bus: bus.clone(),
             store: need_store()?,
             started: Instant::now(),
@@ -112,7 +112,7 @@ pub async fn run(
             default_rules: config.alerts.rules.clone(),
             pressure: vigia_api::Pressure::new(config.backpressure.limits()),
             datasets: vigia_api::DatasetCache::new(config.datasets.cache_mb.saturating_mul(1024 * 1024)),
-        };
+        });
         if state.auth.tokens.is_empty() {
             tracing::warn!("No API tokens configured: anyone who reaches the API may write. See [http.tokens].");
         }

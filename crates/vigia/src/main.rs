@@ -11,6 +11,11 @@ use vigia::config::Config;
 use vigia::nats_server::connect_or_spawn;
 use vigia_store::{Store, StoreConfig};
 
+/// jemalloc instead of glibc malloc: under 1,000 connections a third of the
+/// API's samples were in glibc's malloc and free (docs/performance.md).
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser, Debug)]
 #[command(name = "vigia", version, about = "Telemetry for sensor fleets: NATS JetStream log, SurrealDB projections.")]
 struct Cli {

@@ -14,6 +14,7 @@ mod datasets;
 mod deploy_files;
 mod exactly_once;
 mod faults;
+mod group;
 mod harness;
 mod lifecycle;
 mod mqtt;

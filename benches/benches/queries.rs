@@ -1,7 +1,8 @@
 //! The aggregate reads of the API on a big store: averages over the last
 //! month for 2,000 sensors (what `GET /api/v1/stats/averages?window=30d`
-//! reads: the sensor list, then day rollups for whole days and hour rollups
-//! for the partial ends) and the counts tree (`GET /api/v1/counts`).
+//! reads: day rollups for whole days and hour rollups for the partial ends,
+//! folded per sensor by `Store::summaries_under`) and the counts tree
+//! (`GET /api/v1/counts`).
 //!
 //! The store holds `VIGIA_BENCH_EVENTS` events (default 10,000,000) from 2,000
 //! sensors over the 30 days before it was filled, taking turns in time

@@ -130,21 +130,27 @@ async fn run(publisher: Publisher, limits: GroupLimits, mut rx: mpsc::UnboundedR
 
 /// Splits waiting jobs into groups: one root each, in arrival order, within the limits.
 fn plan(jobs: Vec<Job>, limits: &GroupLimits) -> Vec<Vec<Job>> {
-    let mut by_root: BTreeMap<String, Vec<Vec<Job>>> = BTreeMap::new();
+    /// A group being filled, with its readings and bytes so far.
+    struct Open {
+        jobs: Vec<Job>,
+        readings: usize,
+        bytes: usize,
+    }
+    let mut by_root: BTreeMap<String, Vec<Open>> = BTreeMap::new();
     for job in jobs {
         let root = job.part.tags.first().map(|t| t.root().to_owned()).unwrap_or_default();
+        let (readings, bytes) = (job.part.items.len(), job.part.bytes);
         let groups = by_root.entry(root).or_default();
-        let fits = groups.last().is_some_and(|g| {
-            let readings: usize = g.iter().map(|j| j.part.items.len()).sum();
-            let bytes: usize = g.iter().map(|j| j.part.bytes).sum();
-            readings + job.part.items.len() <= limits.readings && bytes + job.part.bytes <= limits.bytes
-        });
         match groups.last_mut() {
-            Some(g) if fits => g.push(job),
-            _ => groups.push(vec![job]),
+            Some(g) if g.readings + readings <= limits.readings && g.bytes + bytes <= limits.bytes => {
+                g.jobs.push(job);
+                g.readings += readings;
+                g.bytes += bytes;
+            }
+            _ => groups.push(Open { jobs: vec![job], readings, bytes }),
         }
     }
-    by_root.into_values().flatten().collect()
+    by_root.into_values().flatten().map(|g| g.jobs).collect()
 }
 
 async fn publish(publisher: &Publisher, group: Vec<Job>) {

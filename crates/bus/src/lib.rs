@@ -26,6 +26,19 @@ pub use objects::{LOAD_JOB_SUBJECT, StoredObject};
 pub use publish::{DEAD_REASON, DEAD_SEQ, DEAD_STREAM, DEAD_SUBJECT, PublishError, Publisher, Stored};
 pub use topology::{ALERTS, DATASETS_BUCKET, DEADLETTER, JOBS, READINGS, Topology, TopologyError};
 
+/// Publishes of one process awaiting their acknowledgement, across all its
+/// publishers. async-nats holds a permit from the moment a message is sent
+/// until its ack future has been awaited (or dropped), and a publisher that
+/// asks for a permit while none is free waits for one. A caller that holds
+/// unawaited ack futures while it waits would then wait for itself, and
+/// every other publisher of the process (the API among them) with it: with
+/// async-nats's default of 5,000, one alerter batch that raised more than
+/// 5,000 alert events froze all of HTTP ingest. So each pipelining caller
+/// bounds its own unawaited acks (simulator 4,096, alerter
+/// `ALERT_ACKS_IN_FLIGHT` = 1,024, group publisher 8), and the pool stays
+/// far above their sum.
+pub const ACK_PERMITS: usize = 1 << 16;
+
 /// Errors reaching or talking to NATS.
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
@@ -137,7 +150,10 @@ impl Bus {
     }
 
     pub fn from_client(client: async_nats::Client) -> Bus {
-        let js = jetstream::ContextBuilder::new().timeout(std::time::Duration::from_secs(10)).build(client.clone());
+        let js = jetstream::ContextBuilder::new()
+            .timeout(std::time::Duration::from_secs(10))
+            .max_ack_inflight(ACK_PERMITS)
+            .build(client.clone());
         Bus { client, js }
     }
 

@@ -205,9 +205,10 @@ struct SimArgs {
     /// Stop after this many seconds.
     #[arg(long)]
     duration: Option<f64>,
-    /// Publishes awaiting acknowledgement at once.
-    #[arg(long, default_value_t = 4096)]
-    max_in_flight: usize,
+    /// Publishes awaiting acknowledgement at once (at most half the
+    /// process's publish permits, `vigia_bus::ACK_PERMITS`).
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=(vigia_bus::ACK_PERMITS as i64 / 2)))]
+    max_in_flight: u32,
 }
 
 fn init_tracing(config: &Config) {
@@ -338,7 +339,7 @@ async fn main() -> anyhow::Result<()> {
             sim.batch = args.batch.unwrap_or(sim.batch);
             sim.count = args.count;
             sim.duration = args.duration.map(Duration::from_secs_f64);
-            sim.max_in_flight = args.max_in_flight;
+            sim.max_in_flight = args.max_in_flight as usize;
             let report = vigia_sim::run(bus.publisher(), sim, stop).await?;
             println!(
                 "published {} readings in {} messages in {:.1} s ({:.0} readings/s)",

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::jetstream::stream::Stream;
 use futures::future::try_join_all;
 use tokio_util::sync::CancellationToken;
@@ -123,7 +124,7 @@ impl Alerter {
 
     /// Judges a batch and publishes its alert events; returns how many.
     pub async fn judge(&mut self, batch: &[Delivery]) -> anyhow::Result<usize> {
-        let mut acks = Vec::new();
+        let (mut acks, mut published) = (Vec::new(), 0);
         let rules = self.rules_now().await?;
         for d in batch {
             // Backfill is history: it is stored and counted, but alerts are for now.
@@ -146,17 +147,17 @@ impl Alerter {
                     let alert = change.event(&snapshot);
                     log_alert(&alert);
                     acks.push(self.publish(&alert).await?);
+                    if acks.len() >= ALERT_ACKS_IN_FLIGHT {
+                        published += confirm(&mut acks).await?;
+                    }
                 }
             }
         }
-        let published = acks.len();
-        try_join_all(acks.into_iter().map(std::future::IntoFuture::into_future))
-            .await
-            .context("ALERTS did not acknowledge an alert event")?;
+        published += confirm(&mut acks).await?;
         Ok(published)
     }
 
-    async fn publish(&self, alert: &AlertEvent) -> anyhow::Result<async_nats::jetstream::context::PublishAckFuture> {
+    async fn publish(&self, alert: &AlertEvent) -> anyhow::Result<PublishAckFuture> {
         let mut headers = HeaderMap::new();
         headers.insert(EVENT_HEADER, alert.name());
         headers.insert(VERSION_HEADER, "1");
@@ -167,6 +168,21 @@ impl Alerter {
             .send(format!("alerts.{}", alert.tag), Some(headers), payload.into(), Some(&alert.message_id()))
             .await?)
     }
+}
+
+/// Most alert events sent and not yet confirmed: a batch may raise any
+/// number of them, and each unconfirmed one holds one of the process's
+/// publish permits (`vigia_bus::ACK_PERMITS`, whose docs say why that must
+/// stay bounded).
+const ALERT_ACKS_IN_FLIGHT: usize = 1024;
+
+/// Waits for the stream to confirm every alert event in `acks`; returns how many.
+async fn confirm(acks: &mut Vec<PublishAckFuture>) -> anyhow::Result<usize> {
+    let n = acks.len();
+    try_join_all(acks.drain(..).map(std::future::IntoFuture::into_future))
+        .await
+        .context("ALERTS did not acknowledge an alert event")?;
+    Ok(n)
 }
 
 fn log_alert(a: &AlertEvent) {

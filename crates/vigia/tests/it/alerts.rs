@@ -6,8 +6,8 @@ use crate::common::{TestEnv, wait_for};
 use tokio_util::sync::CancellationToken;
 use vigia::app::Parts;
 use vigia::workers::alerter::Alerter;
-use vigia_bus::{ALERTS, Batcher, READINGS};
-use vigia_domain::Rule;
+use vigia_bus::{ALERTS, Batcher, Publisher, READINGS};
+use vigia_domain::{BatchItem, ItemValue, Rule};
 
 fn all_parts() -> Parts {
     Parts { persister: true, alerter: true, ..Parts::default() }
@@ -129,4 +129,47 @@ async fn unreadable_alert_messages_are_dead_lettered_not_dropped() {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// One batch may raise more alert events than async-nats's default pool of
+/// publish permits (5,000). The alerter used to hold every unconfirmed
+/// publish until the batch ended, so the 5,001st waited for a permit it
+/// held itself, and every other publisher on the connection (HTTP ingest)
+/// froze with it.
+#[tokio::test]
+async fn a_batch_raising_thousands_of_alerts_leaves_publishing_alive() {
+    const READINGS_IN_BATCH: usize = 6_000;
+    let env = TestEnv::start().await;
+    let tag = vigia_domain::Tag::parse("brasil.sul.s1").unwrap();
+    // Every reading crosses the threshold of the default rule: open, clear, open, ...
+    let items: Vec<BatchItem> = (0..READINGS_IN_BATCH)
+        .map(|i| BatchItem {
+            tag: tag.to_string(),
+            ts: None,
+            value: Some(ItemValue::Number(if i % 2 == 0 { 60.0 } else { 10.0 })),
+            unit: None,
+            meta: Default::default(),
+        })
+        .collect();
+    let (headers, payload) = Publisher::batch_message(&items);
+    let subject = vigia_domain::batch_subject(std::iter::once(&tag)).unwrap();
+    env.bus.publisher().publish(subject, Some(headers), payload, None).await.unwrap();
+
+    let consumer = env.consumer(READINGS, "alerter").await;
+    let mut batcher = Batcher::new(&consumer, 10, Duration::from_millis(200)).await.unwrap();
+    let batch = batcher.next(&CancellationToken::new()).await.unwrap().unwrap();
+    let mut alerter = Alerter::new(&env.bus, Rule::default_rules()).await.unwrap();
+    let judged = tokio::time::timeout(Duration::from_secs(60), alerter.judge(&batch))
+        .await
+        .expect("the alerter froze publishing a batch of 6,000 alert events");
+    assert_eq!(judged.unwrap(), READINGS_IN_BATCH);
+    assert_eq!(env.stream_messages(ALERTS).await, READINGS_IN_BATCH as u64);
+    // The connection's other publishers still get their acknowledgements.
+    let more = tokio::time::timeout(
+        Duration::from_secs(20),
+        env.bus.publisher().publish("brasil.sul.s2".into(), None, r#"{"value": 1}"#.into(), None),
+    )
+    .await
+    .expect("publishing froze after a large alert batch");
+    assert!(more.unwrap().seq > 1);
 }

@@ -83,12 +83,14 @@ pub async fn run(
     };
     let mut tasks: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
     let need_store = || store.clone().context("this part needs the store");
+    let writers = Writers::new(config.persister.threads, parts.persister || parts.loader)?;
     if parts.persister {
         let (b, s, t) = (bus.clone(), need_store()?, stop.clone());
         let retainer = Retainer::new(config.retention.clone(), &config.store.url);
-        tasks.spawn(async move { ("persister", persister::run(&b, &s, batch, retainer, t).await) });
+        tasks
+            .spawn_on(async move { ("persister", persister::run(&b, &s, batch, retainer, t).await) }, writers.handle());
         let (b, s, t) = (bus.clone(), need_store()?, stop.clone());
-        tasks.spawn(async move { ("alert projector", projector::run(&b, &s, batch, t).await) });
+        tasks.spawn_on(async move { ("alert projector", projector::run(&b, &s, batch, t).await) }, writers.handle());
     }
     if parts.alerter {
         let (b, t, rules) = (bus.clone(), stop.clone(), config.alerts.rules.clone());
@@ -96,7 +98,7 @@ pub async fn run(
     }
     if parts.loader {
         let (b, s, t, options) = (bus.clone(), need_store()?, stop.clone(), config.datasets.load_options());
-        tasks.spawn(async move { ("loader", loader::run(&b, &s, options, t).await) });
+        tasks.spawn_on(async move { ("loader", loader::run(&b, &s, options, t).await) }, writers.handle());
     }
     if let Some(sim) = parts.sim {
         let (p, t) = (bus.publisher(), stop.clone());
@@ -165,7 +167,52 @@ pub async fn run(
     if let Err(e) = bus.flush_within(Duration::from_secs(5)).await {
         tracing::warn!(error = %e, "Stopping without NATS: what was not acked is redelivered.");
     }
+    drop(writers);
     failure.map_or(Ok(()), Err)
+}
+
+/// Where the store writers run: a runtime of their own, so that their long
+/// commits (one transaction of up to `flush_events` events, polled without
+/// yielding for tens of milliseconds) are preempted by the operating system
+/// instead of holding up the API's workers, whose requests then queue
+/// behind them (docs/performance.md, "HTTP at 1,000 connections"). The
+/// embedded SurrealDB SDK runs a query in the future that awaits it, so the
+/// writers' commits run on these threads while the API's reads stay on the
+/// main runtime.
+struct Writers {
+    own: Option<tokio::runtime::Runtime>,
+    handle: tokio::runtime::Handle,
+}
+
+impl Writers {
+    /// A runtime of `threads` workers when `needed` and `threads > 0`; the
+    /// current runtime otherwise.
+    fn new(threads: usize, needed: bool) -> anyhow::Result<Writers> {
+        if threads == 0 || !needed {
+            return Ok(Writers { own: None, handle: tokio::runtime::Handle::current() });
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("vigia-writer")
+            .enable_all()
+            .build()
+            .context("failed to start the store writers' runtime")?;
+        Ok(Writers { handle: runtime.handle().clone(), own: Some(runtime) })
+    }
+
+    fn handle(&self) -> &tokio::runtime::Handle {
+        &self.handle
+    }
+}
+
+impl Drop for Writers {
+    /// From async code a runtime may only be shut down in the background; its
+    /// parts have ended (or been aborted) by then.
+    fn drop(&mut self) {
+        if let Some(runtime) = self.own.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -318,6 +318,14 @@ pub struct PersisterConfig {
     /// flush commits, the next one fills up to this.
     #[serde(default = "default_flush_events")]
     pub flush_events: usize,
+    /// Threads of the store writers' own runtime (persister, alert projector,
+    /// dataset loader); 0 runs them on the main runtime beside the API.
+    #[serde(default = "default_writer_threads")]
+    pub threads: usize,
+}
+
+fn default_writer_threads() -> usize {
+    1
 }
 
 fn default_flush_events() -> usize {
@@ -394,7 +402,12 @@ impl Default for Config {
             backfill: BackfillConfig::default(),
             retention: RetentionConfig::default(),
             datasets: DatasetsConfig::default(),
-            persister: PersisterConfig { batch_size: 5000, batch_wait_ms: 50, flush_events: default_flush_events() },
+            persister: PersisterConfig {
+                batch_size: 5000,
+                batch_wait_ms: 50,
+                flush_events: default_flush_events(),
+                threads: default_writer_threads(),
+            },
             alerts: AlertsConfig { rules: Rule::default_rules() },
             sim: SimSection {
                 sensors: 200,

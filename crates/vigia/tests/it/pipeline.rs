@@ -157,3 +157,30 @@ async fn a_correction_at_the_end_of_time_is_applied_without_stopping_the_persist
     assert_eq!(assert_consistent(&env.store).await, 1);
     running.shutdown().await;
 }
+
+/// The store writers run on a runtime of their own by default (every other
+/// test here); `persister.threads = 0` puts them back on the caller's
+/// runtime, which must work as well.
+#[tokio::test]
+async fn the_writers_also_run_on_the_main_runtime() {
+    let mut env = TestEnv::start().await;
+    env.config.persister.threads = 0;
+    let running = env.run(persister_only());
+    let mut seqs = Vec::new();
+    for i in 0..20 {
+        let payload = format!(r#"{{"value": {i}, "timestamp": {}}}"#, 1_700_000_000_000i64 + i);
+        seqs.push(env.publish_raw(&format!("brasil.sul.s{}", i % 4), payload.as_bytes()).await);
+    }
+    let store = env.store.clone();
+    wait_for("20 events stored", Duration::from_secs(20), || {
+        let s = store.clone();
+        async move { s.events_window(Some("brasil"), None, None, 100).await.unwrap().len() == 20 }
+    })
+    .await;
+    let mut stored: Vec<u64> =
+        env.store.events_window(Some("brasil"), None, None, 100).await.unwrap().iter().map(|e| e.id.seq).collect();
+    stored.sort_unstable();
+    assert_eq!(stored, seqs);
+    assert_eq!(assert_consistent(&env.store).await, 20);
+    running.shutdown().await;
+}

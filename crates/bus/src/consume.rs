@@ -1,5 +1,6 @@
-//! Batched pull consumption: collect up to `max` messages or until `wait`
-//! has passed since the first one, whichever comes first.
+//! Batched pull consumption: collect up to `max` messages (and, when set,
+//! about `max_bytes` of payload) or until `wait` has passed since the first
+//! one, whichever comes first.
 
 use std::time::Duration;
 
@@ -78,6 +79,8 @@ impl Delivery {
 pub struct Batcher {
     messages: jetstream::consumer::pull::Stream,
     max: usize,
+    /// A batch ends with the message that takes its payloads to this many bytes.
+    max_bytes: usize,
     wait: Duration,
     /// Interrupted pulls in a row before `next` gives up (durable consumers never do).
     patience: u32,
@@ -103,7 +106,15 @@ impl Batcher {
             .messages()
             .await
             .map_err(|e| BusError::JetStream(format!("pull subscription: {e}")))?;
-        Ok(Batcher { messages, max: max.max(1), wait, patience: u32::MAX })
+        Ok(Batcher { messages, max: max.max(1), max_bytes: usize::MAX, wait, patience: u32::MAX })
+    }
+
+    /// Ends a batch once its payloads reach `bytes` (the message that crosses
+    /// it is kept): messages of thousands of readings would otherwise make
+    /// batches of millions.
+    pub fn with_max_bytes(mut self, bytes: usize) -> Batcher {
+        self.max_bytes = bytes.max(1);
+        self
     }
 
     /// Gives up after `n` interrupted pulls in a row instead of retrying for
@@ -143,11 +154,15 @@ impl Batcher {
                 None => return Ok(None),
             }
         };
+        let mut bytes = first.payload.len();
         let mut batch = vec![Delivery::new(first)?];
         let deadline = tokio::time::Instant::now() + self.wait;
-        while batch.len() < self.max {
+        while batch.len() < self.max && bytes < self.max_bytes {
             match tokio::time::timeout_at(deadline, self.messages.next()).await {
-                Ok(Some(Ok(m))) => batch.push(Delivery::new(m)?),
+                Ok(Some(Ok(m))) => {
+                    bytes += m.payload.len();
+                    batch.push(Delivery::new(m)?);
+                }
                 Ok(Some(Err(e))) => {
                     tracing::warn!(error = %e, "Pull hiccup; cutting the batch short.");
                     break;

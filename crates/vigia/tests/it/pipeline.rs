@@ -184,3 +184,26 @@ async fn the_writers_also_run_on_the_main_runtime() {
     assert_eq!(assert_consistent(&env.store).await, 20);
     running.shutdown().await;
 }
+
+/// A pull batch ends with the message that takes it to its byte budget, so
+/// a backlog of large messages (5,000-reading backfill requests) cannot come
+/// as one pull of millions of readings and one giant transaction.
+#[tokio::test]
+async fn a_pull_batch_ends_at_its_byte_budget() {
+    let env = TestEnv::start().await;
+    let padding = "x".repeat(980);
+    for i in 0..10 {
+        let payload = format!(r#"{{"value": {i}, "note": "{padding}"}}"#);
+        env.publish_raw("brasil.sul.s1", payload.as_bytes()).await;
+    }
+    let consumer = env.consumer(vigia_bus::READINGS, "persister").await;
+    let mut batcher =
+        vigia_bus::Batcher::new(&consumer, 100, Duration::from_millis(500)).await.unwrap().with_max_bytes(2_500);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut sizes = Vec::new();
+    while sizes.iter().sum::<usize>() < 10 {
+        sizes.push(batcher.next(&stop).await.unwrap().expect("a batch").len());
+    }
+    // About 1,000 bytes each: the third message crosses 2,500 and ends the batch.
+    assert_eq!(sizes, [3, 3, 3, 1]);
+}

@@ -24,9 +24,10 @@ test-remote:
 surreal:
     CARGO_TARGET_DIR="$HOME/.cache/surreal-target" nice -n 10 cargo install --locked --path tools/surreal --root "$HOME/.cargo"
 
-# Run the criterion benches (release build)
-bench *ARGS:
-    cargo bench -p vigia-benches {{ARGS}}
+# Run the criterion benches (release build), all or one (just bench queries). `--workspace`,
+# not `-p vigia-benches`: the features then match the release build's, so SurrealDB is not rebuilt.
+bench NAME='*' *ARGS:
+    cargo bench --workspace --bench '{{NAME}}' {{ARGS}}
 
 # End-to-end harness on a private nats-server and temporary stores (e.g. just harness --batch 500); docs/performance.md
 harness *ARGS:

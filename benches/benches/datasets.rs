@@ -3,7 +3,7 @@
 //! transaction, as `vigia load` does) on SurrealKV on disk, with 1, 2, 4 and
 //! 8 chunks in flight. One iteration loads the whole file into a new table.
 //!
-//! Run: `cargo bench -p vigia-benches --bench datasets`.
+//! Run: `cargo bench --workspace --bench datasets`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

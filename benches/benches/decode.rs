@@ -1,5 +1,5 @@
 //! Payload decoding and tag parsing, per input shape.
-//! Run: `cargo bench -p vigia-benches --bench decode`.
+//! Run: `cargo bench --workspace --bench decode`.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;

@@ -6,7 +6,7 @@
 //! 50,000 messages over 2,000 sensors, in steady state (each iteration
 //! appends the next flush to a growing store, one second later per sensor).
 //!
-//! Run: `cargo bench -p vigia-benches --bench persist`.
+//! Run: `cargo bench --workspace --bench persist`.
 
 use std::time::{Duration, Instant};
 

@@ -4,7 +4,7 @@
 //! (1,000 publishes in flight, then every ack awaited) and one at a time
 //! (each publish waits for its ack, as a device with `publish_retrying` does).
 //!
-//! Run: `cargo bench -p vigia-benches --bench publish` (needs `nats-server`).
+//! Run: `cargo bench --workspace --bench publish` (needs `nats-server`).
 
 use std::time::Duration;
 

@@ -10,8 +10,8 @@
 //! 100,000 events) on SurrealKV. Filling takes minutes, so the store is kept under
 //! `$CARGO_TARGET_DIR/vigia-bench-data/` and reused while it is complete.
 //!
-//! Run: `cargo bench -p vigia-benches --bench queries`
-//! (quicker: `VIGIA_BENCH_EVENTS=1000000 cargo bench -p vigia-benches --bench queries`).
+//! Run: `cargo bench --workspace --bench queries`
+//! (quicker: `VIGIA_BENCH_EVENTS=1000000 cargo bench --workspace --bench queries`).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

@@ -9,7 +9,7 @@
 //!   arrays of values against one `bytes` payload;
 //! - `read_records/*`: 385 records of 400 entries by id, arrays against bytes.
 //!
-//! Run: `cargo bench -p vigia-benches --bench surreal`.
+//! Run: `cargo bench --workspace --bench surreal`.
 
 use std::time::Duration;
 

@@ -4,7 +4,7 @@
 # on a private nats-server and a fresh SurrealKV store in a temporary
 # directory; writes docs/load-test.md and docs/load-test.svg.
 #
-# Needs: the release binary (cargo build --release -p vigia), nats-server,
+# Needs: the release binary (cargo build --release --workspace --bins --benches), nats-server,
 # oha (cargo install oha --locked), curl, ss (iproute2), python3.
 #
 # Environment (all optional):
@@ -34,7 +34,7 @@ command -v oha >/dev/null || die "oha is not installed: cargo install oha --lock
 command -v nats-server >/dev/null || die "nats-server is not installed: apt-get install -y nats-server"
 command -v ss >/dev/null || die "ss is missing: apt-get install -y iproute2"
 command -v curl >/dev/null || die "curl is missing: apt-get install -y curl"
-[ -x "$BIN" ] || die "no binary at $BIN: build it with cargo build --release -p vigia, or set LOAD_BIN"
+[ -x "$BIN" ] || die "no binary at $BIN: build it with cargo build --release --workspace --bins --benches, or set LOAD_BIN"
 
 # Every connection is a file descriptor in oha and another in Vigia.
 max_level=0

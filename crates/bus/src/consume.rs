@@ -18,14 +18,17 @@ pub struct Delivery {
     pub seq: u64,
     pub delivered: i64,
     pub published_ms: i64,
+    /// Messages the stream held for this consumer beyond this one when it
+    /// was delivered: how far behind the reader is.
+    pub pending: u64,
 }
 
 impl Delivery {
     fn new(message: jetstream::Message) -> Result<Delivery, BusError> {
         let info = message.info().map_err(|e| BusError::JetStream(format!("not a JetStream message: {e}")))?;
-        let (seq, delivered) = (info.stream_sequence, info.delivered);
+        let (seq, delivered, pending) = (info.stream_sequence, info.delivered, info.pending);
         let published_ms = (info.published.unix_timestamp_nanos() / 1_000_000) as i64;
-        Ok(Delivery { message, seq, delivered, published_ms })
+        Ok(Delivery { message, seq, delivered, published_ms, pending })
     }
 
     pub fn subject(&self) -> &str {

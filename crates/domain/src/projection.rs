@@ -52,6 +52,19 @@ impl Block {
         self.seq.is_empty()
     }
 
+    /// Appends the events of a later block of the same tag and hour (log
+    /// order is kept: `other` holds later messages).
+    fn append(&mut self, mut other: Block) {
+        let offset = self.seq.len() as u32;
+        self.seq.append(&mut other.seq);
+        self.idx.append(&mut other.idx);
+        self.ts.append(&mut other.ts);
+        self.value.append(&mut other.value);
+        self.status.append(&mut other.status);
+        self.backfill.append(&mut other.backfill);
+        self.extra.extend(other.extra.into_iter().map(|e| BlockExtra { i: e.i + offset, ..e }));
+    }
+
     fn push(&mut self, event: &StoredEvent) {
         let r = &event.reading;
         let i = self.seq.len() as u32;
@@ -236,6 +249,53 @@ impl Projection {
         p
     }
 
+    /// Adds the projection of the events that follow this one's in the log:
+    /// the result equals the projection of both runs of events at once. This
+    /// is what lets the persister project each pull while the previous
+    /// flush commits, and commit the merged whole.
+    pub fn merge(&mut self, other: Projection) {
+        self.events += other.events;
+        for (prefix, c) in other.counters {
+            let mine =
+                self.counters.entry(prefix).or_insert(CounterDelta { depth: c.depth, ..CounterDelta::default() });
+            mine.ok += c.ok;
+            mine.error += c.error;
+        }
+        for (key, d) in other.rollups {
+            self.rollups.entry(key).and_modify(|r| r.merge(&d)).or_insert(d);
+        }
+        for (tag, s) in other.sensors {
+            self.sensors.entry(tag).and_modify(|mine| mine.merge(&s)).or_insert(s);
+        }
+        for (key, t) in other.traffic {
+            let mine = self.traffic.entry(key).or_insert(CounterDelta { depth: t.depth, ..CounterDelta::default() });
+            mine.ok += t.ok;
+            mine.error += t.error;
+        }
+        // Both are sorted by (tag, start): merge them, joining a tag's hour.
+        let mine = std::mem::take(&mut self.blocks);
+        let mut blocks = Vec::with_capacity(mine.len() + other.blocks.len());
+        let (mut a, mut b) = (mine.into_iter().peekable(), other.blocks.into_iter().peekable());
+        loop {
+            let order = match (a.peek(), b.peek()) {
+                (Some(x), Some(y)) => (&x.tag, x.start_ms).cmp(&(&y.tag, y.start_ms)),
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (None, None) => break,
+            };
+            match order {
+                std::cmp::Ordering::Less => blocks.extend(a.next()),
+                std::cmp::Ordering::Greater => blocks.extend(b.next()),
+                std::cmp::Ordering::Equal => {
+                    let (mut x, y) = (a.next().expect("peeked"), b.next().expect("peeked"));
+                    x.append(y);
+                    blocks.push(x);
+                }
+            }
+        }
+        self.blocks = blocks;
+    }
+
     /// Adds one tag's events (in log order).
     fn add_tag(&mut self, tag: &str, events: &[&StoredEvent]) {
         let (mut ok, mut error) = (0u64, 0u64);
@@ -367,6 +427,27 @@ mod tests {
         assert_eq!((hour.count, hour.sum, hour.min, hour.max), (2, 6.0, 2.0, 4.0));
         let s = &p.sensors["brasil.sul.s1"];
         assert_eq!((s.count, s.first_seen_ms, s.last_seen_ms, s.last_status), (3, 59_000, 62_000, Status::Error));
+    }
+
+    #[test]
+    fn merging_projections_equals_projecting_all_events() {
+        let mut text = ev(4, "brasil.sul.s1", 7, Some(0.0));
+        text.reading.value = Value::Text("ligado".into());
+        let events = vec![
+            ev(1, "brasil.sul.s1", 1, Some(1.0)),
+            ev(2, "brasil.sul.s2", BLOCK_SPAN_MS + 5, None),
+            ev(3, "brasil.sudeste.s1", 61_000, Some(7.0)),
+            text,
+            ev(5, "brasil.sul.s1", 2, Some(-3.0)),
+            ev(6, "brasil.sul.s2", 3, Some(4.0)),
+            ev(7, "argentina.s9", 3, Some(4.0)),
+        ];
+        let whole = Projection::of(&events);
+        for cut in 0..=events.len() {
+            let mut merged = Projection::of(&events[..cut]);
+            merged.merge(Projection::of(&events[cut..]));
+            assert_eq!(merged, whole, "cut after {cut} events");
+        }
     }
 
     #[test]

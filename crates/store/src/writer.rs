@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use surrealdb::types::{Bytes, RecordId, SurrealValue};
-use vigia_domain::{Block, Ledger, Projection, RollupGrain, StoredEvent};
+use vigia_domain::{Block, Ledger, Projection, RollupDelta, RollupGrain, StoredEvent};
 
 use crate::layout::{
     BlockRecord, RegistryRecord, RollupRecord, TrafficRecord, block_id, ledger_guard, registry_id, rollup_id, root_of,
@@ -51,6 +51,8 @@ impl Applied {
 pub(crate) type RollupKey = (String, u32, RollupGrain, i64);
 pub(crate) type RegistryKey = (String, u32);
 pub(crate) type TrafficKey = (String, RollupGrain, i64);
+/// One rollup record's share of a projection: its tags (in order) and deltas.
+type TagDeltas<'a> = Vec<(&'a String, RollupDelta)>;
 
 /// Records as this writer last wrote (or read) them.
 #[derive(Debug, Default)]
@@ -157,6 +159,18 @@ impl Writer {
     /// always tried whole. Retries when another writer committed first; other
     /// errors are returned.
     pub async fn apply(&mut self, decoded: &[(u64, &[StoredEvent])]) -> Result<Applied, StoreError> {
+        self.apply_projected(decoded, None).await
+    }
+
+    /// [`Writer::apply`] with the projection of all of `decoded`'s events
+    /// already made (the persister projects each pull while the previous
+    /// flush commits). It is used only while the ledger holds none of these
+    /// messages; otherwise the projection of the fresh ones is made here.
+    pub async fn apply_projected(
+        &mut self,
+        decoded: &[(u64, &[StoredEvent])],
+        projected: Option<&Projection>,
+    ) -> Result<Applied, StoreError> {
         let mut conflicts = 0u32;
         loop {
             let ledger = self.ledger().await?.clone();
@@ -175,10 +189,17 @@ impl Writer {
             if next == ledger {
                 return Ok(applied);
             }
-            let events = decoded.iter().zip(&fresh).filter(|(_, f)| **f).flat_map(|((_, evs), _)| evs.iter());
-            let projection = Projection::of(events);
+            let made;
+            let projection = match projected.filter(|_| applied.skipped == 0) {
+                Some(p) => p,
+                None => {
+                    let events = decoded.iter().zip(&fresh).filter(|(_, f)| **f).flat_map(|((_, evs), _)| evs.iter());
+                    made = Projection::of(events);
+                    &made
+                }
+            };
             let splittable = decoded.len() > 1;
-            match self.commit_projection(&ledger, next, &projection, splittable).await {
+            match self.commit_projection(&ledger, next, projection, splittable).await {
                 Ok(()) => return Ok(applied),
                 // Too big for one transaction: each half is its own, with its
                 // own ledger entries, in log order. The records already read
@@ -237,24 +258,36 @@ impl Writer {
 
     /// Loads what the cache lacks, then merges the projection's deltas.
     async fn merge_aggregates(&mut self, p: &Projection, writes: &mut Writes) -> Result<(), StoreError> {
-        let mut rollups: BTreeMap<RollupKey, RollupShard> = BTreeMap::new();
+        // Grouped by record with borrowed keys, each group's tags in order
+        // (the projection's rollups are sorted by tag): a backfill flush has
+        // hundreds of thousands of them, nearly one record each, and sorted
+        // string-keyed maps built entry by entry led its profile.
+        let mut grouped: HashMap<(&str, u32, RollupGrain, i64), TagDeltas<'_>> = HashMap::new();
         for ((tag, grain, bucket), delta) in &p.rollups {
-            let key = (root_of(tag).to_owned(), shard_of(tag), *grain, *bucket);
-            rollups.entry(key).or_default().insert(tag.clone(), *delta);
+            grouped.entry((root_of(tag), shard_of(tag), *grain, *bucket)).or_default().push((tag, *delta));
         }
+        let rollups: Vec<(RollupKey, TagDeltas<'_>)> = grouped
+            .into_iter()
+            .map(|((root, shard, grain, bucket), deltas)| ((root.to_owned(), shard, grain, bucket), deltas))
+            .collect();
         let mut registry: BTreeMap<RegistryKey, RegistryShard> = BTreeMap::new();
         for (tag, delta) in &p.sensors {
             registry.entry((root_of(tag).to_owned(), shard_of(tag))).or_default().insert(tag.clone(), delta.clone());
         }
-        self.load(rollups.keys(), registry.keys(), p.traffic.keys()).await?;
+        self.load(rollups.iter().map(|(k, _)| k), registry.keys(), p.traffic.keys()).await?;
         for (key, deltas) in rollups {
-            let mut shard = self.cache.rollups.get(&key).cloned().unwrap_or_default();
-            if self.cache.rollups.contains_key(&key) {
-                writes.dropped.push(rollup_id(&key.0, key.1, key.2.as_str(), key.3));
-            }
-            for (tag, d) in deltas {
-                shard.entry(tag).and_modify(|r| r.merge(&d)).or_insert(d);
-            }
+            let shard = match self.cache.rollups.get(&key) {
+                Some(cached) => {
+                    writes.dropped.push(rollup_id(&key.0, key.1, key.2.as_str(), key.3));
+                    let mut shard = cached.clone();
+                    for (tag, d) in deltas {
+                        shard.entry(tag.clone()).and_modify(|r| r.merge(&d)).or_insert(d);
+                    }
+                    shard
+                }
+                // Sorted already: the map is built in one pass.
+                None => deltas.into_iter().map(|(tag, d)| (tag.clone(), d)).collect(),
+            };
             writes.rollups.push((key, shard));
         }
         for (key, deltas) in registry {

@@ -329,7 +329,7 @@ fn default_writer_threads() -> usize {
 }
 
 fn default_flush_events() -> usize {
-    100_000
+    50_000
 }
 
 impl PersisterConfig {

@@ -33,7 +33,7 @@ pub(crate) async fn apply(bus: &Bus, writer: &mut Writer, flush: &Flush) -> anyh
     // Halves pushed right first, so parts are applied in log order.
     let mut parts: Vec<(&[Delivery], &[Item])> = vec![(&flush.deliveries, &flush.items)];
     while let Some((deliveries, items)) = parts.pop() {
-        match apply_items(writer, items).await {
+        match apply_items(writer, items, None).await {
             Ok(applied) => total.add(applied),
             Err(_) if items.len() > 1 => {
                 writer.forget();

@@ -1,11 +1,22 @@
-//! The persister: pulls `READINGS`, decodes while the previous flush is being
-//! committed, commits each flush in one transaction with its ledger entry,
-//! then acks.
+//! The persister: pulls `READINGS`, decodes and projects while the previous
+//! flush is being committed, commits each flush in one transaction with its
+//! ledger entry, then acks.
 //!
 //! Flushes are cut by group commit: while one flush commits, everything that
 //! arrives goes into the next one (up to `flush_events`), so a busy stream
-//! makes big, cheap flushes and a quiet one makes small, quick ones. Decoding
-//! (the fetch task) and committing (the store) run at the same time.
+//! makes big, cheap flushes and a quiet one makes small, quick ones. Behind
+//! a backlog (the stream holds at least a pull's worth more), a flush waits
+//! to fill before it commits: each flush rewrites every aggregate record it
+//! touches, so many small flushes of a drain wrote the same records over and
+//! over (memory of the store's memtable, and time).
+//!
+//! Behind a backlog two stages run at once: each full pull is decoded and
+//! projected on a blocking thread (the fetch task) and its projection merged
+//! into the next flush's, while the commit task merges the current flush
+//! into the stored records and writes them. Projecting inside the commit made
+//! the commit task the one serial limit of a backfill (docs/performance.md).
+//! Live traffic (pulls the wait cuts short) is projected inside the commit,
+//! so the persister keeps to one core beside the API.
 //!
 //! Exactly-once comes from the ledger, not from acks: a message whose
 //! sequence the ledger holds is skipped, and the ledger moves in the same
@@ -17,7 +28,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use vigia_bus::{Batcher, Bus, Delivery, READINGS};
-use vigia_domain::{Change, EventId, LogEvent, StoredEvent, Tag, decode_message, mark_backfill};
+use vigia_domain::{Change, EventId, LogEvent, Projection, StoredEvent, Tag, decode_message, mark_backfill};
 use vigia_store::{ChangeOutcome, Store, StoreError, Writer};
 
 use super::retention::Retainer;
@@ -59,6 +70,12 @@ impl BatchOptions {
         self.flush_events.saturating_mul(64)
     }
 }
+
+/// Longest wait for the next pull while a flush fills behind a backlog. A
+/// pull of 5,000 messages takes about 50 ms at 100,000 messages/s, so a
+/// shorter wait cut flushes short; the wait only guards against pulls that
+/// stopped (the consumer's limit of unacknowledged messages, say).
+const FILL_PATIENCE: Duration = Duration::from_millis(500);
 
 /// A message as the persister applies it.
 #[derive(Debug)]
@@ -107,9 +124,28 @@ pub fn decode(d: &Delivery, freshness: Duration) -> Vec<StoredEvent> {
     events_of(d, readings, freshness)
 }
 
+/// The projection of a pull's readings; `None` when it holds a correction or
+/// retraction (those apply in log order, one by one, and project themselves).
+fn project(items: &[Item]) -> Option<Projection> {
+    let mut events = Vec::with_capacity(items.iter().map(Item::events).sum());
+    for item in items {
+        match item {
+            Item::Readings(_, evs) => events.extend(evs),
+            Item::Change(..) => return None,
+        }
+    }
+    Some(Projection::of(events))
+}
+
 /// Applies items the ledger does not hold yet: runs of readings in one
 /// transaction each, every correction or retraction in its own, in log order.
-pub async fn apply_items(writer: &mut Writer, items: &[Item]) -> Result<Applied, StoreError> {
+/// `projected`, when given, is the projection of all the items' readings
+/// (there must be no corrections among them).
+pub async fn apply_items(
+    writer: &mut Writer,
+    items: &[Item],
+    projected: Option<&Projection>,
+) -> Result<Applied, StoreError> {
     let mut total = Applied::default();
     let mut run: Vec<(u64, &[StoredEvent])> = Vec::new();
     for item in items {
@@ -131,7 +167,8 @@ pub async fn apply_items(writer: &mut Writer, items: &[Item]) -> Result<Applied,
         }
     }
     if !run.is_empty() {
-        total.add(writer.apply(&run).await?);
+        let projected = projected.filter(|_| run.len() == items.len());
+        total.add(writer.apply_projected(&run, projected).await?);
     }
     Ok(total)
 }
@@ -139,22 +176,47 @@ pub async fn apply_items(writer: &mut Writer, items: &[Item]) -> Result<Applied,
 /// Decodes and applies delivered messages (replay and tests).
 pub async fn apply_batch(writer: &mut Writer, batch: &[Delivery], freshness: Duration) -> Result<Applied, StoreError> {
     let items: Vec<Item> = batch.iter().map(|d| Item::of(d, freshness)).collect();
-    apply_items(writer, &items).await
+    apply_items(writer, &items, None).await
 }
 
 /// Messages in hand: delivered, decoded, not yet acknowledged.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Flush {
     pub(crate) deliveries: Vec<Delivery>,
     pub(crate) items: Vec<Item>,
     events: usize,
+    /// The projection of all items, while none is a correction.
+    projection: Option<Projection>,
 }
 
+impl Default for Flush {
+    fn default() -> Flush {
+        Flush { deliveries: Vec::new(), items: Vec::new(), events: 0, projection: Some(Projection::default()) }
+    }
+}
+
+/// A pull as the fetch task hands it on: decoded and projected.
+type Pulled = (Vec<Delivery>, Vec<Item>, Option<Projection>);
+
 impl Flush {
-    fn add(&mut self, deliveries: Vec<Delivery>, items: Vec<Item>) {
+    /// Adds a pull; its projection is merged on a blocking thread, so the
+    /// merge runs beside the commit rather than on the writers' thread.
+    async fn add(&mut self, (deliveries, items, projection): Pulled) -> anyhow::Result<()> {
         self.events += items.iter().map(Item::events).sum::<usize>();
         self.deliveries.extend(deliveries);
         self.items.extend(items);
+        self.projection = match (self.projection.take(), projection) {
+            (Some(mine), Some(p)) if mine.events == 0 => Some(p),
+            (Some(mut mine), Some(p)) => Some(
+                tokio::task::spawn_blocking(move || {
+                    mine.merge(p);
+                    mine
+                })
+                .await?,
+            ),
+            _ => None,
+        };
+        Ok(())
     }
 
     fn is_empty(&self) -> bool {
@@ -184,7 +246,7 @@ async fn commit(bus: Bus, mut sink: Sink, flush: Flush, stop: CancellationToken)
             // A flush the store keeps refusing may hold one message it will
             // never take: find it, if the store still takes other writes.
             a if a >= isolate::AFTER_ATTEMPTS => isolate::apply(&bus, writer, &flush).await,
-            _ => apply_items(writer, &flush.items).await.map_err(anyhow::Error::from),
+            _ => apply_items(writer, &flush.items, flush.projection.as_ref()).await.map_err(anyhow::Error::from),
         };
         match result {
             Ok(applied) => {
@@ -209,17 +271,37 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
-/// Pulls and decodes batches into `tx` until `stop`; then gives back what it
-/// pulled but did not hand on.
+/// Pulls batches, decodes them and sends them into `tx` until `stop`; then
+/// gives back what it pulled but did not hand on.
+///
+/// A full pull (by count or bytes) means a backlog: it is decoded and
+/// projected on a blocking thread, beside the commit. A pull the wait cut
+/// short is live traffic: it is only decoded, here, and the commit projects
+/// it. Projecting beside the commit lets the persister take a second core,
+/// which a backlog needs and live HTTP ingest must leave to the API (p99 at
+/// 1,000 connections rose from 88 to 96 to 105 ms when every pull was
+/// projected apart; docs/performance.md).
 async fn fetch(
     mut batcher: Batcher,
-    tx: mpsc::Sender<(Vec<Delivery>, Vec<Item>)>,
-    freshness: Duration,
+    tx: mpsc::Sender<Pulled>,
+    options: BatchOptions,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
+    let freshness = options.freshness;
     while let Some(batch) = batcher.next(&stop).await? {
-        let items = batch.iter().map(|d| Item::of(d, freshness)).collect();
-        if tx.send((batch, items)).await.is_err() {
+        let bytes: usize = batch.iter().map(|d| d.payload().len()).sum();
+        let pulled = if batch.len() >= options.size || bytes >= options.max_bytes() {
+            tokio::task::spawn_blocking(move || {
+                let items: Vec<Item> = batch.iter().map(|d| Item::of(d, freshness)).collect();
+                let projection = project(&items);
+                (batch, items, projection)
+            })
+            .await?
+        } else {
+            let items = batch.iter().map(|d| Item::of(d, freshness)).collect();
+            (batch, items, None)
+        };
+        if tx.send(pulled).await.is_err() {
             break;
         }
     }
@@ -240,17 +322,23 @@ pub async fn run(
     let batcher = Batcher::new(&consumer, options.size, options.wait).await?.with_max_bytes(options.max_bytes());
     tracing::info!(batch_size = options.size, flush_events = options.flush_events, "Persister started.");
     let (tx, mut rx) = mpsc::channel(2);
-    let fetcher = tokio::spawn(fetch(batcher, tx, options.freshness, stop.clone()));
+    let fetcher = tokio::spawn(fetch(batcher, tx, options, stop.clone()));
     let mut sink = Some(Sink { writer: Writer::new(store, READINGS_LEDGER), retainer });
     let mut pending = Flush::default();
     let mut in_flight: Option<tokio::task::JoinHandle<anyhow::Result<Committed>>> = None;
     let mut acks: Option<tokio::task::JoinHandle<()>> = None;
     let mut open = true;
+    // How far behind the stream was at the last pull, and when it came.
+    let (mut behind, mut received_at) = (0u64, tokio::time::Instant::now());
     // While idle, a commit of nothing still gives retention its turn.
     let mut idle = tokio::time::interval(Duration::from_secs(1));
     idle.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        if in_flight.is_none() && !pending.is_empty() {
+        let full = pending.events >= options.flush_events || pending.deliveries.len() >= options.flush_events;
+        // Behind a backlog, fill the flush first, unless pulls stopped coming
+        // (the consumer's limit on unacknowledged messages, say).
+        let filling = open && !full && behind >= options.size as u64 && received_at.elapsed() < FILL_PATIENCE;
+        if in_flight.is_none() && !pending.is_empty() && !filling {
             let flush = std::mem::take(&mut pending);
             let s = sink.take().expect("the writer is home when nothing is in flight");
             in_flight = Some(tokio::spawn(commit(bus.clone(), s, flush, stop.clone())));
@@ -258,14 +346,18 @@ pub async fn run(
         if !open && in_flight.is_none() {
             break;
         }
-        let room = pending.events < options.flush_events && pending.deliveries.len() < options.flush_events;
         tokio::select! {
+            _ = tokio::time::sleep_until(received_at + FILL_PATIENCE), if in_flight.is_none() && filling => {}
             _ = idle.tick(), if open && in_flight.is_none() && pending.is_empty() => {
                 let s = sink.take().expect("the writer is home when nothing is in flight");
                 in_flight = Some(tokio::spawn(commit(bus.clone(), s, Flush::default(), stop.clone())));
             }
-            received = rx.recv(), if open && room => match received {
-                Some((deliveries, items)) => pending.add(deliveries, items),
+            received = rx.recv(), if open && !full => match received {
+                Some(pulled) => {
+                    behind = pulled.0.last().map_or(0, |d| d.pending);
+                    received_at = tokio::time::Instant::now();
+                    pending.add(pulled).await?;
+                }
                 None => open = false,
             },
             done = async { in_flight.as_mut().expect("guarded").await }, if in_flight.is_some() => {

@@ -80,7 +80,10 @@ async fn replay_rebuilds_the_same_store() {
 
 #[tokio::test]
 async fn graceful_shutdown_acks_what_it_stored_and_loses_nothing() {
-    let env = TestEnv::start().await;
+    let mut env = TestEnv::start().await;
+    // Behind a backlog flushes fill up: with the default size the 20,000
+    // readings would land in one flush, and the stop would find no work left.
+    env.config.persister.flush_events = 2_000;
     vigia_sim::run(env.bus.publisher(), sim(20_000, 0), Default::default()).await.unwrap();
     let running = env.run(persister_only());
     let store = env.store.clone();

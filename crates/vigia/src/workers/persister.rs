@@ -127,14 +127,13 @@ pub fn decode(d: &Delivery, freshness: Duration) -> Vec<StoredEvent> {
 /// The projection of a pull's readings; `None` when it holds a correction or
 /// retraction (those apply in log order, one by one, and project themselves).
 fn project(items: &[Item]) -> Option<Projection> {
-    let mut events = Vec::with_capacity(items.iter().map(Item::events).sum());
-    for item in items {
-        match item {
-            Item::Readings(_, evs) => events.extend(evs),
-            Item::Change(..) => return None,
-        }
+    if items.iter().any(|item| matches!(item, Item::Change(..))) {
+        return None;
     }
-    Some(Projection::of(events))
+    Some(Projection::of(items.iter().flat_map(|item| match item {
+        Item::Readings(_, evs) => evs.as_slice(),
+        Item::Change(..) => &[],
+    })))
 }
 
 /// Applies items the ledger does not hold yet: runs of readings in one

@@ -18,7 +18,7 @@ use std::time::Duration;
 use async_nats::jetstream;
 
 pub use async_nats::HeaderMap;
-pub use consume::{Batcher, Delivery};
+pub use consume::{Batcher, Delivery, Receipt};
 pub use group::{GroupLimits, GroupPublisher, Part, Placed};
 pub use io::{BlockingReader, ChunkReader, Chunks};
 pub use lag::{Lag, Usage};

@@ -101,27 +101,27 @@ impl Publisher {
         }
     }
 
-    /// Sends a message `consumer` could not apply to `deadletter.<stream>.<consumer>`
-    /// with its original payload and subject, sequence and `reason` in
-    /// `Vigia-Dead-*` headers. Idempotent: one message id per stream sequence.
+    /// Sends a message `consumer` could not apply (its sequence, subject and
+    /// payload) to `deadletter.<stream>.<consumer>` with its original payload,
+    /// and subject, sequence and `reason` in `Vigia-Dead-*` headers.
+    /// Idempotent: one message id per stream sequence.
     pub async fn dead_letter(
         &self,
         stream: &str,
         consumer: &str,
-        d: &crate::Delivery,
+        (seq, subject, payload): (u64, &str, &[u8]),
         reason: &str,
     ) -> Result<Stored, PublishError> {
         let mut headers = HeaderMap::new();
         headers.insert(DEAD_STREAM, stream);
-        headers.insert(DEAD_SEQ, d.seq.to_string().as_str());
-        headers.insert(DEAD_SUBJECT, d.subject());
+        headers.insert(DEAD_SEQ, seq.to_string().as_str());
+        headers.insert(DEAD_SUBJECT, subject);
         // Header values are one line of bounded length.
         let reason: String = reason.chars().map(|c| if c.is_control() { ' ' } else { c }).take(512).collect();
         headers.insert(DEAD_REASON, reason.as_str());
-        let subject = format!("deadletter.{}.{consumer}", stream.to_lowercase());
-        let id = format!("dead-{stream}-{}", d.seq);
-        self.publish_retrying(subject, Some(headers), Bytes::copy_from_slice(d.payload()), &id, Duration::from_secs(30))
-            .await
+        let to = format!("deadletter.{}.{consumer}", stream.to_lowercase());
+        let id = format!("dead-{stream}-{seq}");
+        self.publish_retrying(to, Some(headers), Bytes::copy_from_slice(payload), &id, Duration::from_secs(30)).await
     }
 
     /// Encodes a `ReadingsRecorded` v1 batch for `subject`; send it with [`Publisher::send`].

@@ -13,6 +13,8 @@ use vigia_store::{Store, StoreConfig};
 
 /// jemalloc instead of glibc malloc: under 1,000 connections a third of the
 /// API's samples were in glibc's malloc and free (docs/performance.md).
+/// Its settings are built in from `.cargo/config.toml`
+/// (`JEMALLOC_SYS_WITH_MALLOC_CONF`); `_RJEM_MALLOC_CONF` overrides them.
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

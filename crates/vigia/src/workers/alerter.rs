@@ -21,7 +21,7 @@ use vigia_domain::{
 };
 
 use super::persister::{BatchOptions, decode};
-use super::{ack_all, retry_backoff};
+use super::{ack_all, receipts, retry_backoff};
 
 /// Judges readings and publishes alert events.
 #[derive(Debug)]
@@ -215,7 +215,7 @@ pub async fn run(bus: &Bus, rules: Vec<Rule>, options: BatchOptions, stop: Cance
                     // Forget cached state: what was published is in ALERTS.
                     alerter.states.clear();
                     tracing::warn!(error = %e, attempt, "Alerting failed; retrying the batch.");
-                    if !retry_backoff(bus, &batch, attempt, &stop).await {
+                    if !retry_backoff(bus, &receipts(&batch), attempt, &stop).await {
                         break false;
                     }
                 }
@@ -224,7 +224,7 @@ pub async fn run(bus: &Bus, rules: Vec<Rule>, options: BatchOptions, stop: Cance
         if !done {
             break;
         }
-        ack_all(bus, &batch).await?;
+        ack_all(bus, &receipts(&batch)).await?;
     }
     let released = batcher.release().await;
     tracing::info!(released, "Alerter stopped.");

@@ -13,9 +13,11 @@
 //! subject's tag with the reason and the raw bytes. If the store refuses even
 //! that, the message goes to `deadletter.readings.persister` and the
 //! `dead_letter` table, and the ledger marks it decided so it is not retried.
+//! The persister keeps only receipts of the messages it holds, so the raw
+//! message is read back from the log by its sequence here.
 
 use anyhow::Context;
-use vigia_bus::{Bus, Delivery, READINGS};
+use vigia_bus::{Bus, READINGS, Receipt};
 use vigia_domain::{EventId, Reading, StoredEvent, Tag};
 use vigia_store::{Applied, DeadLetter, StoreError, Writer};
 
@@ -31,14 +33,14 @@ const CONSUMER: &str = "persister";
 pub(crate) async fn apply(bus: &Bus, writer: &mut Writer, flush: &Flush) -> anyhow::Result<Applied> {
     let mut total = Applied::default();
     // Halves pushed right first, so parts are applied in log order.
-    let mut parts: Vec<(&[Delivery], &[Item])> = vec![(&flush.deliveries, &flush.items)];
-    while let Some((deliveries, items)) = parts.pop() {
+    let mut parts: Vec<(&[Receipt], &[Item])> = vec![(&flush.receipts, &flush.items)];
+    while let Some((receipts, items)) = parts.pop() {
         match apply_items(writer, items, None).await {
             Ok(applied) => total.add(applied),
             Err(_) if items.len() > 1 => {
                 writer.forget();
                 let half = items.len() / 2;
-                let (dl, dr) = deliveries.split_at(half);
+                let (dl, dr) = receipts.split_at(half);
                 let (il, ir) = items.split_at(half);
                 parts.push((dr, ir));
                 parts.push((dl, il));
@@ -46,7 +48,7 @@ pub(crate) async fn apply(bus: &Bus, writer: &mut Writer, flush: &Flush) -> anyh
             Err(e) => {
                 writer.forget();
                 writer.probe().await.context("the store refuses writes, not just this message")?;
-                total.add(set_aside(bus, writer, &deliveries[0], &items[0], &e).await?);
+                total.add(set_aside(bus, writer, receipts[0].seq, &items[0], &e).await?);
             }
         }
     }
@@ -57,30 +59,31 @@ pub(crate) async fn apply(bus: &Bus, writer: &mut Writer, flush: &Flush) -> anyh
 async fn set_aside(
     bus: &Bus,
     writer: &mut Writer,
-    d: &Delivery,
+    seq: u64,
     item: &Item,
     refusal: &StoreError,
 ) -> anyhow::Result<Applied> {
+    let m = bus.readings_message(seq).await.context("the refused message could not be read back from the log")?;
     let reason = format!("the store refused this message: {refusal}");
     if matches!(item, Item::Readings(..))
-        && let Ok(tag) = Tag::parse(d.subject())
+        && let Ok(tag) = Tag::parse(&m.subject)
     {
-        let reading = Reading::error(tag, d.published_ms, reason.clone(), d.payload());
-        let event = [StoredEvent { id: EventId { seq: d.seq, idx: 0 }, reading }];
-        match writer.apply(&[(d.seq, &event)]).await {
+        let reading = Reading::error(tag, m.published_ms, reason.clone(), &m.payload);
+        let event = [StoredEvent { id: EventId { seq, idx: 0 }, reading }];
+        match writer.apply(&[(seq, &event)]).await {
             Ok(applied) => {
-                tracing::error!(seq = d.seq, subject = d.subject(), %refusal, "The store refused a message; kept as an error event.");
+                tracing::error!(seq, subject = m.subject, %refusal, "The store refused a message; kept as an error event.");
                 return Ok(applied);
             }
             Err(e) => {
                 writer.forget();
-                tracing::error!(seq = d.seq, error = %e, "The store refused the message's error event too.");
+                tracing::error!(seq, error = %e, "The store refused the message's error event too.");
             }
         }
     }
-    tracing::error!(seq = d.seq, subject = d.subject(), %refusal, "The store refused a message; dead-lettered.");
-    let dead = DeadLetter::new(READINGS, CONSUMER, d.seq, d.subject(), &reason, d.payload(), d.published_ms);
+    tracing::error!(seq, subject = m.subject, %refusal, "The store refused a message; dead-lettered.");
+    let dead = DeadLetter::new(READINGS, CONSUMER, seq, &m.subject, &reason, &m.payload, m.published_ms);
     writer.store().record_dead_letter(&dead).await?;
-    bus.publisher().dead_letter(READINGS, CONSUMER, d, &reason).await?;
-    Ok(writer.apply(&[(d.seq, &[])]).await?)
+    bus.publisher().dead_letter(READINGS, CONSUMER, (seq, &m.subject, &m.payload), &reason).await?;
+    Ok(writer.apply(&[(seq, &[])]).await?)
 }

@@ -12,12 +12,17 @@ pub mod retention;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use vigia_bus::{Bus, Delivery};
+use vigia_bus::{Bus, Delivery, Receipt};
+
+/// The receipts of a batch, to ack it.
+pub(crate) fn receipts(batch: &[Delivery]) -> Vec<Receipt> {
+    batch.iter().map(Delivery::receipt).collect()
+}
 
 /// Acks every message of a batch and waits until the server has them.
-pub(crate) async fn ack_all(bus: &Bus, batch: &[Delivery]) -> anyhow::Result<()> {
-    for d in batch {
-        d.message.ack().await.map_err(|e| anyhow::anyhow!("ack of {} failed: {e}", d.seq))?;
+pub(crate) async fn ack_all(bus: &Bus, batch: &[Receipt]) -> anyhow::Result<()> {
+    for r in batch {
+        r.ack(bus.client()).await?;
     }
     bus.flush_within(Duration::from_secs(10)).await?;
     Ok(())
@@ -25,10 +30,10 @@ pub(crate) async fn ack_all(bus: &Bus, batch: &[Delivery]) -> anyhow::Result<()>
 
 /// Waits before retrying a failed batch, telling the server we are still on
 /// it so it does not redeliver meanwhile. False when stopping instead.
-pub(crate) async fn retry_backoff(bus: &Bus, batch: &[Delivery], attempt: u32, stop: &CancellationToken) -> bool {
+pub(crate) async fn retry_backoff(bus: &Bus, batch: &[Receipt], attempt: u32, stop: &CancellationToken) -> bool {
     let delay = Duration::from_millis(100u64.saturating_mul(1 << attempt.min(6))).min(Duration::from_secs(5));
-    for d in batch {
-        let _ = d.progress().await;
+    for r in batch {
+        let _ = r.progress(bus.client()).await;
     }
     let _ = bus.flush_within(Duration::from_secs(5)).await;
     tokio::select! {

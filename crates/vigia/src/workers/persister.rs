@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use vigia_bus::{Batcher, Bus, Delivery, READINGS};
+use vigia_bus::{Batcher, Bus, Delivery, READINGS, Receipt};
 use vigia_domain::{Change, EventId, LogEvent, Projection, StoredEvent, Tag, decode_message, mark_backfill};
 use vigia_store::{ChangeOutcome, Store, StoreError, Writer};
 
@@ -178,10 +178,11 @@ pub async fn apply_batch(writer: &mut Writer, batch: &[Delivery], freshness: Dur
     apply_items(writer, &items, None).await
 }
 
-/// Messages in hand: delivered, decoded, not yet acknowledged.
+/// Messages in hand: delivered, decoded, not yet acknowledged. Only their
+/// receipts are kept, not the deliveries (see [`Receipt`]).
 #[derive(Debug)]
 pub(crate) struct Flush {
-    pub(crate) deliveries: Vec<Delivery>,
+    pub(crate) receipts: Vec<Receipt>,
     pub(crate) items: Vec<Item>,
     events: usize,
     /// The projection of all items, while none is a correction.
@@ -190,19 +191,36 @@ pub(crate) struct Flush {
 
 impl Default for Flush {
     fn default() -> Flush {
-        Flush { deliveries: Vec::new(), items: Vec::new(), events: 0, projection: Some(Projection::default()) }
+        Flush { receipts: Vec::new(), items: Vec::new(), events: 0, projection: Some(Projection::default()) }
     }
 }
 
-/// A pull as the fetch task hands it on: decoded and projected.
-type Pulled = (Vec<Delivery>, Vec<Item>, Option<Projection>);
+/// A pull as the fetch task hands it on: decoded (and, behind a backlog,
+/// projected), its deliveries dropped for their receipts.
+#[derive(Debug)]
+struct Pulled {
+    receipts: Vec<Receipt>,
+    items: Vec<Item>,
+    projection: Option<Projection>,
+    /// Messages the stream held beyond the pull's last one.
+    behind: u64,
+}
+
+impl Pulled {
+    fn of(batch: Vec<Delivery>, freshness: Duration, project_it: bool) -> Pulled {
+        let items: Vec<Item> = batch.iter().map(|d| Item::of(d, freshness)).collect();
+        let projection = if project_it { project(&items) } else { None };
+        let behind = batch.last().map_or(0, |d| d.pending);
+        Pulled { receipts: batch.iter().map(Delivery::receipt).collect(), items, projection, behind }
+    }
+}
 
 impl Flush {
     /// Adds a pull; its projection is merged on a blocking thread, so the
     /// merge runs beside the commit rather than on the writers' thread.
-    async fn add(&mut self, (deliveries, items, projection): Pulled) -> anyhow::Result<()> {
+    async fn add(&mut self, Pulled { receipts, items, projection, .. }: Pulled) -> anyhow::Result<()> {
         self.events += items.iter().map(Item::events).sum::<usize>();
-        self.deliveries.extend(deliveries);
+        self.receipts.extend(receipts);
         self.items.extend(items);
         self.projection = match (self.projection.take(), projection) {
             (Some(mine), Some(p)) if mine.events == 0 => Some(p),
@@ -219,7 +237,7 @@ impl Flush {
     }
 
     fn is_empty(&self) -> bool {
-        self.deliveries.is_empty()
+        self.receipts.is_empty()
     }
 }
 
@@ -258,7 +276,7 @@ async fn commit(bus: Bus, mut sink: Sink, flush: Flush, stop: CancellationToken)
                 attempt += 1;
                 tracing::warn!(error = %format_args!("{e:#}"), attempt, "Store write failed; the flush stays in JetStream and will be retried.");
                 writer.forget();
-                if !retry_backoff(&bus, &flush.deliveries, attempt, &stop).await {
+                if !retry_backoff(&bus, &flush.receipts, attempt, &stop).await {
                     return Ok((sink, flush, None, started.elapsed()));
                 }
             }
@@ -290,15 +308,9 @@ async fn fetch(
     while let Some(batch) = batcher.next(&stop).await? {
         let bytes: usize = batch.iter().map(|d| d.payload().len()).sum();
         let pulled = if batch.len() >= options.size || bytes >= options.max_bytes() {
-            tokio::task::spawn_blocking(move || {
-                let items: Vec<Item> = batch.iter().map(|d| Item::of(d, freshness)).collect();
-                let projection = project(&items);
-                (batch, items, projection)
-            })
-            .await?
+            tokio::task::spawn_blocking(move || Pulled::of(batch, freshness, true)).await?
         } else {
-            let items = batch.iter().map(|d| Item::of(d, freshness)).collect();
-            (batch, items, None)
+            Pulled::of(batch, freshness, false)
         };
         if tx.send(pulled).await.is_err() {
             break;
@@ -333,7 +345,7 @@ pub async fn run(
     let mut idle = tokio::time::interval(Duration::from_secs(1));
     idle.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let full = pending.events >= options.flush_events || pending.deliveries.len() >= options.flush_events;
+        let full = pending.events >= options.flush_events || pending.receipts.len() >= options.flush_events;
         // Behind a backlog, fill the flush first, unless pulls stopped coming
         // (the consumer's limit on unacknowledged messages, say).
         let filling = open && !full && behind >= options.size as u64 && received_at.elapsed() < FILL_PATIENCE;
@@ -353,7 +365,7 @@ pub async fn run(
             }
             received = rx.recv(), if open && !full => match received {
                 Some(pulled) => {
-                    behind = pulled.0.last().map_or(0, |d| d.pending);
+                    behind = pulled.behind;
                     received_at = tokio::time::Instant::now();
                     pending.add(pulled).await?;
                 }
@@ -376,9 +388,9 @@ pub async fn run(
                 if let Some(previous) = acks.take() {
                     previous.await.ok();
                 }
-                let bus = bus.clone();
+                let (bus, receipts) = (bus.clone(), flush.receipts);
                 acks = Some(tokio::spawn(async move {
-                    if let Err(e) = ack_all(&bus, &flush.deliveries).await {
+                    if let Err(e) = ack_all(&bus, &receipts).await {
                         tracing::warn!(error = %format_args!("{e:#}"), "Acks failed; the ledger skips the redelivery.");
                     }
                 }));

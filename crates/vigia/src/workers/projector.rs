@@ -11,7 +11,7 @@ use vigia_domain::{
 use vigia_store::{DeadLetter, Store};
 
 use super::persister::BatchOptions;
-use super::{ack_all, retry_backoff};
+use super::{ack_all, receipts, retry_backoff};
 
 /// Runs the alert projector until `stop`.
 pub async fn run(bus: &Bus, store: &Store, options: BatchOptions, stop: CancellationToken) -> anyhow::Result<()> {
@@ -29,7 +29,7 @@ pub async fn run(bus: &Bus, store: &Store, options: BatchOptions, stop: Cancella
                 if let Err(e) = applied {
                     attempt += 1;
                     tracing::warn!(error = %e, attempt, "Alert projection failed; retrying.");
-                    if retry_backoff(bus, &batch, attempt, &stop).await {
+                    if retry_backoff(bus, &receipts(&batch), attempt, &stop).await {
                         continue 'retry;
                     }
                     tracing::info!("Alert projector stopped with a batch unapplied; it will be redelivered.");
@@ -38,7 +38,7 @@ pub async fn run(bus: &Bus, store: &Store, options: BatchOptions, stop: Cancella
             }
             break;
         }
-        ack_all(bus, &batch).await?;
+        ack_all(bus, &receipts(&batch)).await?;
     }
     let released = batcher.release().await;
     tracing::info!(released, "Alert projector stopped.");
@@ -50,7 +50,7 @@ pub async fn run(bus: &Bus, store: &Store, options: BatchOptions, stop: Cancella
 /// `dead_letter` table, never silently away.
 async fn set_aside(bus: &Bus, store: &Store, d: &Delivery, reason: &str) -> Result<(), anyhow::Error> {
     tracing::error!(seq = d.seq, subject = d.subject(), reason, "Unreadable ALERTS message; dead-lettered.");
-    bus.publisher().dead_letter(ALERTS, CONSUMER, d, reason).await?;
+    bus.publisher().dead_letter(ALERTS, CONSUMER, (d.seq, d.subject(), d.payload()), reason).await?;
     store.record_dead_letter(&dead_letter(d, reason)).await?;
     Ok(())
 }

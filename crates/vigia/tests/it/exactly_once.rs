@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::common::{TestEnv, assert_consistent, persister_only};
 use tokio_util::sync::CancellationToken;
 use vigia::workers::persister::{READINGS_LEDGER, apply_batch};
-use vigia_bus::{Batcher, READINGS};
+use vigia_bus::{Batcher, Delivery, READINGS, Receipt};
 use vigia_sim::SimConfig;
 
 async fn publish_readings(env: &TestEnv, n: usize) {
@@ -28,6 +28,34 @@ async fn commit_without_ack(env: &TestEnv, max: usize) -> Vec<vigia_bus::Deliver
     assert_eq!(applied.skipped, 0);
     assert!(applied.events > 0);
     batch
+}
+
+#[tokio::test]
+async fn receipts_ack_their_messages_after_the_deliveries_are_dropped() {
+    let env = TestEnv::start().await;
+    publish_readings(&env, 30).await;
+    let consumer = env.consumer(READINGS, "persister").await;
+    let mut batcher = Batcher::new(&consumer, 30, Duration::from_millis(500)).await.unwrap();
+    let batch = batcher.next(&CancellationToken::new()).await.unwrap().expect("a batch");
+    // What the persister keeps of a flush: receipts, not deliveries.
+    let receipts: Vec<Receipt> = batch.iter().map(Delivery::receipt).collect();
+    drop(batch);
+    let mut consumer = env.consumer(READINGS, "persister").await;
+    assert_eq!(consumer.info().await.unwrap().num_ack_pending, receipts.len(), "delivered, not acked yet");
+    for r in &receipts {
+        r.ack(env.bus.client()).await.unwrap();
+    }
+    env.bus.flush().await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let info = consumer.info().await.unwrap().clone();
+        if info.num_ack_pending == 0 {
+            assert_eq!(info.ack_floor.stream_sequence, receipts.last().unwrap().seq, "acked up to the last receipt");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "acks by receipt never reached the server: {info:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]

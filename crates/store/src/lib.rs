@@ -148,3 +148,35 @@ impl Store {
         Ok(())
     }
 }
+
+/// Waits until the embedded SurrealKV engine of `url` (`surrealkv://<dir>`)
+/// has closed, for up to `limit`; true once it has, or when `url` names no
+/// embedded SurrealKV directory.
+///
+/// SurrealDB shuts the embedded engine down in a task of its own once the
+/// last handle to it is dropped: it writes the memtable out to sorted
+/// tables, then releases the directory's lock file. A process that exits
+/// first loses nothing (every commit is in the write-ahead log), but the next
+/// start replays up to a whole memtable of log before it serves. So the
+/// binary drops its store and waits here for the lock to come free.
+pub async fn wait_closed(url: &str, limit: std::time::Duration) -> bool {
+    let Some(dir) = url.strip_prefix("surrealkv://") else {
+        return true;
+    };
+    let lock = std::path::Path::new(dir).join("LOCK");
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        // SurrealKV holds an exclusive flock on the file while it is open.
+        let free = match std::fs::File::open(&lock) {
+            Ok(file) => file.try_lock().is_ok(),
+            Err(_) => true,
+        };
+        if free {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

@@ -305,6 +305,7 @@ async fn main() -> anyhow::Result<()> {
             };
             tracing::info!(api = %format!("http://{}/docs", config.http.listen), "Vigia is up.");
             let result = app::run(&config, bus, Some(store), parts, stop).await;
+            close_store(&config.store.url).await;
             if let Some(child) = child {
                 child.stop().await;
             }
@@ -314,13 +315,17 @@ async fn main() -> anyhow::Result<()> {
             let (bus, _) = connect_or_spawn(&config.nats, false).await?;
             app::ensure_topology(&config, &bus).await?;
             let parts = Parts { persister: true, ..Parts::default() };
-            app::run(&config, bus, Some(open_store().await?), parts, stop).await
+            let result = app::run(&config, bus, Some(open_store().await?), parts, stop).await;
+            close_store(&config.store.url).await;
+            result
         }
         Command::Load => {
             let (bus, _) = connect_or_spawn(&config.nats, false).await?;
             app::ensure_topology(&config, &bus).await?;
             let parts = Parts { loader: true, ..Parts::default() };
-            app::run(&config, bus, Some(open_store().await?), parts, stop).await
+            let result = app::run(&config, bus, Some(open_store().await?), parts, stop).await;
+            close_store(&config.store.url).await;
+            result
         }
         Command::Alert => {
             let (bus, _) = connect_or_spawn(&config.nats, false).await?;
@@ -356,7 +361,9 @@ async fn main() -> anyhow::Result<()> {
             let (bus, _) = connect_or_spawn(&config.nats, false).await?;
             app::ensure_topology(&config, &bus).await?;
             let parts = Parts { http: Some(bind().await?), ..Parts::default() };
-            app::run(&config, bus, Some(open_store().await?), parts, stop).await
+            let result = app::run(&config, bus, Some(open_store().await?), parts, stop).await;
+            close_store(&config.store.url).await;
+            result
         }
         Command::Replay { into } => {
             let (bus, _) = connect_or_spawn(&config.nats, false).await?;
@@ -368,6 +375,8 @@ async fn main() -> anyhow::Result<()> {
             );
             let report =
                 vigia::replay::replay(&bus, &store, config.persister.batch_size, config.backfill.freshness()).await?;
+            drop(store);
+            close_store(&into).await;
             println!(
                 "replayed {} messages ({} events) and {} alert events into {into}",
                 report.messages, report.events, report.alerts
@@ -418,5 +427,27 @@ async fn main() -> anyhow::Result<()> {
         Command::Openapi { .. } | Command::Token(_) | Command::Bench(_) | Command::Peer(_) => {
             unreachable!("handled above")
         }
+    }
+}
+
+/// Longest wait for the embedded engine to write out its memtable on the way out.
+const CLOSE_LIMIT: Duration = Duration::from_secs(60);
+
+/// Waits, once a part that wrote to the store has stopped and dropped it,
+/// until the embedded engine has closed (`vigia_store::wait_closed`), so the
+/// next start does not replay the write-ahead log
+/// (docs/operations.md#restarts-replay-the-write-ahead-log).
+async fn close_store(url: &str) {
+    if !url.starts_with("surrealkv://") {
+        return;
+    }
+    let started = std::time::Instant::now();
+    if vigia_store::wait_closed(url, CLOSE_LIMIT).await {
+        tracing::info!(took_ms = started.elapsed().as_millis() as u64, "Store closed.");
+    } else {
+        tracing::warn!(
+            limit_s = CLOSE_LIMIT.as_secs(),
+            "The store did not close in time; the next start replays its log."
+        );
     }
 }

@@ -216,9 +216,14 @@ pub async fn run(config: &Config, options: BenchOptions) -> anyhow::Result<Bench
         None
     };
 
-    // Let SurrealKV flush and close before the temporary directory goes.
+    // Let SurrealKV write its memtable out and close before the temporary
+    // directory goes.
     drop(store);
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let url = format!("surrealkv://{}", dir.path().join("db").display());
+    anyhow::ensure!(
+        vigia_store::wait_closed(&url, Duration::from_secs(120)).await,
+        "the bench store did not close within 120 s"
+    );
 
     latencies.sort();
     let pick = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];

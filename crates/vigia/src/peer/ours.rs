@@ -32,6 +32,7 @@ pub(super) struct Vigia {
     client: reqwest::Client,
     stop: CancellationToken,
     task: JoinHandle<anyhow::Result<()>>,
+    store_url: String,
     _nats: Child,
 }
 
@@ -63,7 +64,7 @@ impl Vigia {
         config.nats.roots = vec!["brasil".into()];
         app::ensure_topology(&config, &bus).await?;
         let store_url = format!("surrealkv://{}", dir.join("db").display());
-        let store = Store::open(&StoreConfig { url: store_url, ..config.store_config() })
+        let store = Store::open(&StoreConfig { url: store_url.clone(), ..config.store_config() })
             .await
             .context("failed to open the peer's store")?;
         let listener = vigia_api::bind("127.0.0.1:0").await?;
@@ -75,7 +76,7 @@ impl Vigia {
             tokio::spawn(async move { app::run(&config, bus, Some(store), parts, stop).await })
         };
         let client = reqwest::Client::builder().timeout(Duration::from_secs(600)).build()?;
-        Ok(Vigia { base, client, stop, task, _nats: nats })
+        Ok(Vigia { base, client, stop, task, store_url, _nats: nats })
     }
 
     /// Posts one JSON array of readings; the API answers 202 once the log has it.
@@ -131,8 +132,12 @@ impl Vigia {
     pub(super) async fn stop(self) -> anyhow::Result<()> {
         self.stop.cancel();
         self.task.await.context("Vigia task")??;
-        // Let SurrealKV flush and close before the temporary directory goes.
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Let SurrealKV write its memtable out and close before the temporary
+        // directory goes (a fixed 500 ms was too short after 10,000,000 events).
+        anyhow::ensure!(
+            vigia_store::wait_closed(&self.store_url, Duration::from_secs(120)).await,
+            "the peer's store did not close within 120 s"
+        );
         Ok(())
     }
 }

@@ -101,12 +101,7 @@ pub struct Receipt {
 }
 
 impl Receipt {
-    async fn send(&self, client: &async_nats::Client, kind: jetstream::AckKind) -> Result<(), BusError> {
-        let what = match kind {
-            jetstream::AckKind::Ack => "ack",
-            jetstream::AckKind::Progress => "progress",
-            _ => "nak",
-        };
+    async fn send(&self, client: &async_nats::Client, kind: jetstream::AckKind, what: &str) -> Result<(), BusError> {
         let reply = self
             .reply
             .clone()
@@ -119,12 +114,12 @@ impl Receipt {
 
     /// Acknowledges, without waiting for the server (flush the client for that).
     pub async fn ack(&self, client: &async_nats::Client) -> Result<(), BusError> {
-        self.send(client, jetstream::AckKind::Ack).await
+        self.send(client, jetstream::AckKind::Ack, "ack").await
     }
 
     /// Tells the server we are still working on it.
     pub async fn progress(&self, client: &async_nats::Client) -> Result<(), BusError> {
-        self.send(client, jetstream::AckKind::Progress).await
+        self.send(client, jetstream::AckKind::Progress, "progress").await
     }
 }
 

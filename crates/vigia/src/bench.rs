@@ -219,9 +219,8 @@ pub async fn run(config: &Config, options: BenchOptions) -> anyhow::Result<Bench
     // Let SurrealKV write its memtable out and close before the temporary
     // directory goes.
     drop(store);
-    let url = format!("surrealkv://{}", dir.path().join("db").display());
     anyhow::ensure!(
-        vigia_store::wait_closed(&url, Duration::from_secs(120)).await,
+        vigia_store::wait_closed(&store_url(dir.path(), "db"), Duration::from_secs(120)).await,
         "the bench store did not close within 120 s"
     );
 
@@ -337,9 +336,14 @@ async fn private_nats(dir: &std::path::Path) -> anyhow::Result<(Bus, String, tok
     anyhow::bail!("the bench's nats-server did not answer at {url} within 10 s")
 }
 
+/// The URL of the SurrealKV store `name` in `dir`.
+fn store_url(dir: &std::path::Path, name: &str) -> String {
+    format!("surrealkv://{}", dir.join(name).display())
+}
+
 /// A SurrealKV store in `dir` with the configured memory bounds (`[store]`).
 async fn open(dir: &std::path::Path, name: &str, memory: EngineMemory) -> anyhow::Result<Store> {
-    let url = format!("surrealkv://{}", dir.join(name).display());
+    let url = store_url(dir, name);
     Store::open(&StoreConfig { url, memory, ..StoreConfig::memory() }).await.context("failed to open a bench store")
 }
 

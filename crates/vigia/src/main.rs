@@ -436,7 +436,7 @@ const CLOSE_LIMIT: Duration = Duration::from_secs(60);
 /// Waits, once a part that wrote to the store has stopped and dropped it,
 /// until the embedded engine has closed (`vigia_store::wait_closed`), so the
 /// next start does not replay the write-ahead log
-/// (docs/operations.md#restarts-replay-the-write-ahead-log).
+/// (docs/operations.md#closing-the-embedded-store-on-the-way-out).
 async fn close_store(url: &str) {
     if !url.starts_with("surrealkv://") {
         return;

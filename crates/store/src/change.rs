@@ -18,8 +18,8 @@ use vigia_domain::{
 };
 
 use crate::StoreError;
+use crate::blocks::{decode_blocks, decode_blocks_where, encode_blocks};
 use crate::layout::{BlockRecord, block_id, registry_id, rollup_id, root_of, shard_of, traffic_id};
-use crate::payload::{decode_blocks, decode_blocks_where, encode_blocks};
 use crate::writer::{Writer, Writes};
 
 /// What became of a change.

@@ -62,6 +62,8 @@ impl Enc {
         self.bytes(v.as_bytes());
     }
 
+    /// Only version 1 of the block format wrote these (kept for its tests).
+    #[cfg(test)]
     pub(crate) fn opt_str(&mut self, v: Option<&str>) {
         match v {
             None => self.u8(0),

@@ -7,6 +7,7 @@
 
 mod alerts;
 mod bare;
+mod blocks;
 mod change;
 mod codec;
 mod conn;

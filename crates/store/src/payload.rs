@@ -1,14 +1,14 @@
-//! The byte formats of blocks, rollup shards and registry shards.
+//! The byte formats of rollup shards, registry shards and retention's
+//! account (blocks have theirs in `blocks.rs`).
 //!
-//! A block payload is the per-tag [`Block`]s of one shard and hour from one
-//! flush; a rollup shard maps tags to one bucket's count, sum, min and max; a
+//! A rollup shard maps tags to one bucket's count, sum, min and max; a
 //! registry shard maps tags to what the registry knows of them. Each starts
 //! with a version byte. Decoding checks every length, so a damaged record is
 //! an error, never a panic or a huge allocation.
 
 use std::collections::BTreeMap;
 
-use vigia_domain::{Block, BlockExtra, EventId, RollupDelta, SensorDelta, Status, Value};
+use vigia_domain::{EventId, RollupDelta, SensorDelta, Status, Value};
 
 use crate::codec::{CodecError, Dec, Enc};
 
@@ -16,7 +16,6 @@ const V1: u8 = 1;
 
 const ERROR: u8 = 1;
 const NUMBER: u8 = 2;
-const BACKFILL: u8 = 4;
 
 /// Tags to one bucket's rollup.
 pub(crate) type RollupShard = BTreeMap<String, RollupDelta>;
@@ -30,146 +29,6 @@ fn version(d: &mut Dec<'_>) -> Result<(), CodecError> {
         V1 => Ok(()),
         _ => Err(CodecError("written by a newer version of Vigia")),
     }
-}
-
-/// Encodes the blocks of one shard and hour: for each tag, its name and the
-/// length of its section, so a reader skips the tags it does not want.
-pub(crate) fn encode_blocks<'a>(blocks: impl ExactSizeIterator<Item = &'a Block>) -> Vec<u8> {
-    let mut e = Enc::with_capacity(64 + blocks.len() * 64);
-    e.u8(V1);
-    e.uv(blocks.len() as u64);
-    let mut section = Enc::default();
-    for b in blocks {
-        section.buf.clear();
-        encode_section(&mut section, b);
-        e.str(&b.tag);
-        e.uv(b.len() as u64);
-        e.bytes(&section.buf);
-    }
-    e.buf
-}
-
-fn encode_section(e: &mut Enc, b: &Block) {
-    e.iv(b.start_ms);
-    for i in 0..b.len() {
-        e.uv(b.seq[i]);
-        e.uv(u64::from(b.idx[i]));
-        e.iv(b.ts[i].wrapping_sub(b.start_ms));
-        let error = if b.status[i] == Status::Error { ERROR } else { 0 };
-        let error = error | if b.backfill[i] { BACKFILL } else { 0 };
-        match b.value[i] {
-            Some(v) => {
-                e.u8(error | NUMBER);
-                e.f64(v);
-            }
-            None => e.u8(error),
-        }
-    }
-    e.uv(b.extra.len() as u64);
-    for x in &b.extra {
-        e.uv(u64::from(x.i));
-        e.opt_str(x.text.as_deref());
-        e.opt_str(x.unit.as_deref());
-        e.opt_str(x.reason.as_deref());
-        match &x.raw {
-            None => e.u8(0),
-            Some(raw) => {
-                e.u8(1);
-                e.bytes(raw);
-            }
-        }
-        e.uv(x.meta.len() as u64);
-        for (k, v) in &x.meta {
-            e.str(k);
-            e.str(v);
-        }
-    }
-}
-
-/// The tags of a block payload with their event counts, without decoding events.
-pub(crate) fn block_directory(bytes: &[u8]) -> Result<Vec<(&str, usize)>, CodecError> {
-    let mut d = Dec::new(bytes);
-    version(&mut d)?;
-    let tags = d.count()?;
-    let mut out = Vec::with_capacity(tags);
-    for _ in 0..tags {
-        let tag = d.str()?;
-        let n = d.uv()? as usize;
-        d.bytes()?;
-        out.push((tag, n));
-    }
-    Ok(out)
-}
-
-/// Decodes what [`encode_blocks`] wrote.
-pub(crate) fn decode_blocks(bytes: &[u8]) -> Result<Vec<Block>, CodecError> {
-    decode_blocks_where(bytes, |_| true)
-}
-
-/// Decodes the blocks of the tags `wanted` accepts; the others are skipped.
-pub(crate) fn decode_blocks_where(bytes: &[u8], wanted: impl Fn(&str) -> bool) -> Result<Vec<Block>, CodecError> {
-    let mut d = Dec::new(bytes);
-    version(&mut d)?;
-    let tags = d.count()?;
-    let mut blocks = Vec::new();
-    for _ in 0..tags {
-        let tag = d.str()?;
-        let n = d.uv()?;
-        let section = d.bytes()?;
-        if !wanted(tag) {
-            continue;
-        }
-        let n = usize::try_from(n).ok().filter(|n| *n <= section.len()).ok_or(CodecError("event count"))?;
-        blocks.push(decode_section(tag.to_owned(), n, &mut Dec::new(section))?);
-    }
-    Ok(blocks)
-}
-
-fn decode_section(tag: String, n: usize, d: &mut Dec<'_>) -> Result<Block, CodecError> {
-    let start_ms = d.iv()?;
-    let mut b = Block {
-        tag,
-        start_ms,
-        seq: Vec::with_capacity(n),
-        idx: Vec::with_capacity(n),
-        ts: Vec::with_capacity(n),
-        value: Vec::with_capacity(n),
-        status: Vec::with_capacity(n),
-        backfill: Vec::with_capacity(n),
-        extra: Vec::new(),
-    };
-    for _ in 0..n {
-        b.seq.push(d.uv()?);
-        b.idx.push(u32::try_from(d.uv()?).map_err(|_| CodecError("index"))?);
-        b.ts.push(start_ms.wrapping_add(d.iv()?));
-        let flags = d.u8()?;
-        b.status.push(if flags & ERROR != 0 { Status::Error } else { Status::Ok });
-        b.backfill.push(flags & BACKFILL != 0);
-        b.value.push(if flags & NUMBER != 0 { Some(d.f64()?) } else { None });
-    }
-    for _ in 0..d.count()? {
-        let i = u32::try_from(d.uv()?).map_err(|_| CodecError("extra index"))?;
-        if i as usize >= n {
-            return Err(CodecError("extra names no event"));
-        }
-        let text = d.opt_str()?;
-        let unit = d.opt_str()?;
-        let reason = d.opt_str()?;
-        let raw = match d.u8()? {
-            0 => None,
-            _ => Some(d.bytes()?.to_vec()),
-        };
-        let mut meta = BTreeMap::new();
-        for _ in 0..d.count()? {
-            let k = d.str()?.to_owned();
-            meta.insert(k, d.str()?.to_owned());
-        }
-        b.extra.push(BlockExtra { i, text, unit, reason, raw, meta });
-    }
-    if !d.is_empty() {
-        return Err(CodecError("trailing bytes in a block"));
-    }
-    Ok(b)
 }
 
 pub(crate) fn encode_rollups(shard: &RollupShard) -> Vec<u8> {
@@ -318,20 +177,6 @@ mod tests {
             .enumerate()
             .map(|(i, reading)| StoredEvent { id: EventId { seq: 1_000_000 + i as u64, idx: i as u32 }, reading })
             .collect()
-    }
-
-    #[test]
-    fn blocks_round_trip_every_field() {
-        let p = Projection::of(&events());
-        let bytes = encode_blocks(p.blocks.iter());
-        assert_eq!(decode_blocks(&bytes).unwrap(), p.blocks);
-        let dir = block_directory(&bytes).unwrap();
-        assert_eq!(dir, vec![("brasil.sul.s1", 1), ("brasil.sul.s1", 2), ("brasil.sul.s2", 1)]);
-        let only_s2 = decode_blocks_where(&bytes, |t| t == "brasil.sul.s2").unwrap();
-        assert_eq!(only_s2, p.blocks[2..].to_vec());
-        for cut in 0..bytes.len() {
-            assert!(decode_blocks(&bytes[..cut]).is_err(), "cut at {cut}");
-        }
     }
 
     #[test]

@@ -9,8 +9,8 @@ use std::ops::ControlFlow;
 
 use vigia_domain::{BLOCK_SPAN_MS, Block, StoredEvent};
 
+use crate::blocks::{block_directory, decode_blocks_where};
 use crate::layout::{BlockRecord, SHARDS, root_of, shard_of};
-use crate::payload::{block_directory, decode_blocks_where};
 use crate::{Store, StoreError};
 
 /// Block records per page.

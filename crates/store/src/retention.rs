@@ -18,8 +18,9 @@ use std::collections::BTreeMap;
 use surrealdb::types::{Bytes, RecordId, SurrealValue};
 use vigia_domain::{RollupGrain, Status};
 
+use crate::blocks::decode_blocks;
 use crate::layout::{BlockRecord, SHARDS, root_of, shard_of};
-use crate::payload::{RetiredShard, decode_blocks, decode_retired, encode_retired};
+use crate::payload::{RetiredShard, decode_retired, encode_retired};
 use crate::writer::{Writer, Writes};
 use crate::{Store, StoreError};
 

@@ -22,13 +22,12 @@ use std::time::Duration;
 use surrealdb::types::{Bytes, RecordId, SurrealValue};
 use vigia_domain::{Block, Ledger, Projection, RollupDelta, RollupGrain, StoredEvent};
 
+use crate::blocks::encode_blocks;
 use crate::layout::{
     BlockRecord, RegistryRecord, RollupRecord, TrafficRecord, block_id, ledger_guard, registry_id, rollup_id, root_of,
     shard_of, traffic_id,
 };
-use crate::payload::{
-    RegistryShard, RollupShard, decode_registry, decode_rollups, encode_blocks, encode_registry, encode_rollups,
-};
+use crate::payload::{RegistryShard, RollupShard, decode_registry, decode_rollups, encode_registry, encode_rollups};
 use crate::{Store, StoreError};
 
 /// What applying messages did.

@@ -7,13 +7,13 @@
 //! them (`docs/performance.md`). Version 1 wrote each event whole: absolute
 //! sequence, millisecond offset from the hour, an 8-byte float, and its
 //! unit and metadata (a device's `equipmentId`, say) spelled out again for
-//! every event: 36 bytes an event of the simulator's, in 50,000-event
-//! flushes. Version 2 writes each event as differences from the one before
-//! it in its tag, a number with at most three decimals as a difference of
-//! thousandths, an index only when it is not 0, and each distinct unit and
-//! metadata map once per section, later events naming it by its place:
-//! 15 bytes. Stores hold version 1 blocks from before, so both decode; only
-//! version 2 is written.
+//! every event: about 50 bytes an event of the simulator's. Version 2
+//! writes each event as differences from the one before it in its tag, a
+//! number with at most three decimals as a difference of thousandths, an
+//! index only when it is not 0, and each distinct unit and metadata map
+//! once per section, later events naming it by its place: 15 bytes in
+//! 50,000-event flushes. Stores hold version 1 blocks from before, so both
+//! decode; only version 2 is written.
 //!
 //! A payload lists each tag with its event count and the length of its
 //! section, so a reader skips the tags it does not want. Decoding checks
@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 
 use vigia_domain::{Block, BlockExtra, Status};
 
-use crate::codec::{CodecError, Dec, Enc};
+use crate::codec::{CodecError, Dec, Enc, milli_f64, thousandths};
 
 const V1: u8 = 1;
 const V2: u8 = 2;
@@ -67,13 +67,6 @@ pub(crate) fn encode_blocks<'a>(blocks: impl ExactSizeIterator<Item = &'a Block>
         e.bytes(&section.buf);
     }
     e.buf
-}
-
-/// `v` as a whole number of thousandths, when that gives back exactly `v`
-/// (the same bits: `-0.0`, NaN and most results of arithmetic do not).
-fn thousandths(v: f64) -> Option<i64> {
-    let t = (v * 1000.0).round() as i64;
-    ((t as f64) / 1000.0).to_bits().eq(&v.to_bits()).then_some(t)
 }
 
 fn encode_section(e: &mut Enc, b: &Block) {
@@ -240,7 +233,7 @@ fn decode_v2(b: &mut Block, n: usize, d: &mut Dec<'_>) -> Result<(), CodecError>
             NUMBER => Some(d.f64()?),
             _ => {
                 milli = milli.wrapping_add(d.iv()?);
-                Some(milli as f64 / 1000.0)
+                Some(milli_f64(milli))
             }
         });
     }
@@ -326,7 +319,7 @@ fn decode_v1(b: &mut Block, n: usize, d: &mut Dec<'_>) -> Result<(), CodecError>
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use vigia_domain::{EventId, Projection, Reading, StoredEvent, Tag, Value};
 
     use super::*;
@@ -344,7 +337,7 @@ mod tests {
     }
 
     /// Every field and every kind of value, in three blocks of two tags.
-    fn events() -> Vec<StoredEvent> {
+    pub(crate) fn events() -> Vec<StoredEvent> {
         let mut text = Reading::number(tag("brasil.sul.s1"), 1_700_000_000_500, 0.0);
         text.value = Value::Text("ligado".into());
         text.unit = Some("kWh".into());
@@ -406,7 +399,7 @@ mod tests {
     #[test]
     fn numbers_with_three_decimals_or_fewer_are_stored_as_thousandths() {
         for v in [0.0, 1.0, -1.0, 21.5, 23.47, 0.001, -0.07, 123_456.789] {
-            assert_eq!(thousandths(v).map(|t| t as f64 / 1000.0), Some(v), "{v}");
+            assert_eq!(thousandths(v).map(milli_f64), Some(v), "{v}");
         }
         for v in [-0.0, f64::NAN, f64::INFINITY, 0.1 + 0.2, 1.0001, f64::MIN_POSITIVE, 1e300] {
             assert_eq!(thousandths(v), None, "{v}");

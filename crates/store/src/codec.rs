@@ -22,6 +22,20 @@ impl fmt::Display for CodecError {
 
 impl std::error::Error for CodecError {}
 
+/// `v` as a whole number of thousandths, when that gives back exactly `v`
+/// ([`milli_f64`] returns the same bits; `-0.0`, NaN and most results of
+/// arithmetic do not qualify). Readings mostly have three decimals or fewer,
+/// and a varint of thousandths takes 2 or 3 bytes where a float takes 8.
+pub(crate) fn thousandths(v: f64) -> Option<i64> {
+    let t = (v * 1000.0).round() as i64;
+    (milli_f64(t).to_bits() == v.to_bits()).then_some(t)
+}
+
+/// The number `t` thousandths stand for.
+pub(crate) fn milli_f64(t: i64) -> f64 {
+    t as f64 / 1000.0
+}
+
 /// Appends values to a byte buffer.
 #[derive(Debug, Default)]
 pub(crate) struct Enc {
@@ -60,6 +74,17 @@ impl Enc {
 
     pub(crate) fn str(&mut self, v: &str) {
         self.bytes(v.as_bytes());
+    }
+
+    /// `v` written after `last` in a sorted list: the length of the prefix
+    /// they share (ending on a character boundary) and the rest of `v`.
+    pub(crate) fn after(&mut self, last: &str, v: &str) {
+        let mut shared = last.bytes().zip(v.bytes()).take_while(|(a, b)| a == b).count();
+        while !v.is_char_boundary(shared) {
+            shared -= 1;
+        }
+        self.uv(shared as u64);
+        self.str(&v[shared..]);
     }
 
     /// Only version 1 of the block format wrote these (kept for its tests).
@@ -128,6 +153,17 @@ impl<'a> Dec<'a> {
 
     pub(crate) fn str(&mut self) -> Result<&'a str, CodecError> {
         std::str::from_utf8(self.bytes()?).map_err(|_| CodecError("text is not UTF-8"))
+    }
+
+    /// Reads what [`Enc::after`] wrote into `last`, which held the text before.
+    pub(crate) fn after(&mut self, last: &mut String) -> Result<(), CodecError> {
+        let shared = usize::try_from(self.uv()?).map_err(|_| CodecError("shared prefix"))?;
+        if shared > last.len() || !last.is_char_boundary(shared) {
+            return Err(CodecError("shared prefix"));
+        }
+        last.truncate(shared);
+        last.push_str(self.str()?);
+        Ok(())
     }
 
     pub(crate) fn opt_str(&mut self) -> Result<Option<String>, CodecError> {

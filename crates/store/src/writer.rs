@@ -113,7 +113,8 @@ impl Writes {
     }
 }
 
-/// Encoded bytes of one tag's rollup besides its tag: count and three floats.
+/// Encoded bytes of one tag's rollup besides its tag, at most: count and
+/// three floats (version 2 often writes fewer, so the estimate errs high).
 const ROLLUP_ENTRY: usize = 4 + 3 * 8;
 
 /// Applies projections to the store for one stream's ledger.

@@ -20,7 +20,7 @@
 //! every length, so a damaged record is an error, never a panic or a huge
 //! allocation.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use vigia_domain::{Block, BlockExtra, Status};
 
@@ -101,7 +101,10 @@ fn encode_section(e: &mut Enc, b: &Block) {
     }
     e.uv(b.extra.len() as u64);
     let mut at = 0u32;
-    let (mut units, mut metas): (Vec<&String>, Vec<&BTreeMap<String, String>>) = (Vec::new(), Vec::new());
+    // Looked up by hash: a section can hold tens of thousands of events,
+    // each with metadata of its own (a message counter, say).
+    let mut units: HashMap<&str, u64> = HashMap::new();
+    let mut metas: HashMap<&BTreeMap<String, String>, u64> = HashMap::new();
     for x in &b.extra {
         e.iv(i64::from(x.i) - i64::from(at));
         at = x.i;
@@ -115,12 +118,12 @@ fn encode_section(e: &mut Enc, b: &Block) {
             e.str(t);
         }
         if let Some(u) = &x.unit {
-            match units.iter().position(|seen| *seen == u) {
-                Some(k) => e.uv(k as u64 + 1),
+            match units.get(u.as_str()) {
+                Some(k) => e.uv(k + 1),
                 None => {
                     e.uv(0);
                     e.str(u);
-                    units.push(u);
+                    units.insert(u, units.len() as u64);
                 }
             }
         }
@@ -131,8 +134,8 @@ fn encode_section(e: &mut Enc, b: &Block) {
             e.bytes(raw);
         }
         if !x.meta.is_empty() {
-            match metas.iter().position(|seen| **seen == x.meta) {
-                Some(k) => e.uv(k as u64 + 1),
+            match metas.get(&x.meta) {
+                Some(k) => e.uv(k + 1),
                 None => {
                     e.uv(0);
                     e.uv(x.meta.len() as u64);
@@ -140,7 +143,7 @@ fn encode_section(e: &mut Enc, b: &Block) {
                         e.str(k);
                         e.str(v);
                     }
-                    metas.push(&x.meta);
+                    metas.insert(&x.meta, metas.len() as u64);
                 }
             }
         }
@@ -328,12 +331,9 @@ pub(crate) mod tests {
         Tag::parse(t).unwrap()
     }
 
-    fn stored(readings: Vec<Reading>, first_seq: u64) -> Vec<StoredEvent> {
-        readings
-            .into_iter()
-            .enumerate()
-            .map(|(i, reading)| StoredEvent { id: EventId { seq: first_seq + i as u64, idx: i as u32 }, reading })
-            .collect()
+    /// The `i`th reading stored with the id `id(i)`.
+    fn stored(readings: Vec<Reading>, id: impl Fn(u64) -> EventId) -> Vec<StoredEvent> {
+        readings.into_iter().zip(0..).map(|(reading, i)| StoredEvent { id: id(i), reading }).collect()
     }
 
     /// Every field and every kind of value, in three blocks of two tags.
@@ -355,7 +355,7 @@ pub(crate) mod tests {
             r.unit = [None, Some("kWh"), Some("kWh"), Some("°C")][i % 4].map(str::to_owned);
             readings.push(r);
         }
-        stored(readings, 1_000_000)
+        stored(readings, |i| EventId { seq: 1_000_000 + i, idx: i as u32 })
     }
 
     /// Values compared by their bits, so NaN equals itself and -0.0 is not 0.0.
@@ -422,11 +422,7 @@ pub(crate) mod tests {
             r.unit = (i % 3 == 2).then(|| "kWh".to_owned());
             readings.push(r);
         }
-        let events: Vec<StoredEvent> = readings
-            .into_iter()
-            .enumerate()
-            .map(|(i, reading)| StoredEvent { id: EventId { seq: 4_000_000 + 2_000 * i as u64, idx: 0 }, reading })
-            .collect();
+        let events = stored(readings, |i| EventId { seq: 4_000_000 + 2_000 * i, idx: 0 });
         let p = Projection::of(&events);
         let (v2, v1) = (encode_blocks(p.blocks.iter()), v1::encode_blocks(p.blocks.iter()));
         assert_same(&decode_blocks(&v2).unwrap(), &p.blocks);

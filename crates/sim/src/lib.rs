@@ -39,6 +39,10 @@ pub struct SimConfig {
     /// Publishes awaiting acknowledgement at once.
     pub max_in_flight: usize,
     pub seed: Option<u64>,
+    /// Give each message a `Nats-Msg-Id` and resend it until confirmed (the
+    /// stream stores a resent message once). Off, messages go out as
+    /// `nats pub` and MQTT devices send them: no id, no resend.
+    pub message_ids: bool,
 }
 
 impl Default for SimConfig {
@@ -56,6 +60,7 @@ impl Default for SimConfig {
             batch: 0,
             max_in_flight: 4096,
             seed: None,
+            message_ids: true,
         }
     }
 }
@@ -159,7 +164,7 @@ pub async fn run(publisher: Publisher, config: SimConfig, stop: CancellationToke
                 chunk.push((i, (!rng.random_bool(config.error_ratio)).then_some(v)));
             }
             let n = chunk.len();
-            let message_id = format!("sim-{run_id:08x}-{messages}");
+            let message_id = config.message_ids.then(|| format!("sim-{run_id:08x}-{messages}"));
             let (subject, headers, payload) = if config.batch > 1 {
                 encode_batch(&sensors, &chunk, now_ms)
             } else {
@@ -168,7 +173,12 @@ pub async fn run(publisher: Publisher, config: SimConfig, stop: CancellationToke
                 (tag.to_string(), None, device_payload(tag, v, now_ms, messages))
             };
             let p = publisher.clone();
-            in_flight.push(async move { p.publish_retrying(subject, headers, payload, &message_id, PATIENCE).await });
+            in_flight.push(async move {
+                match message_id {
+                    Some(id) => p.publish_retrying(subject, headers, payload, &id, PATIENCE).await,
+                    None => p.publish(subject, headers, payload, None).await,
+                }
+            });
             readings += n as u64;
             messages += 1;
             while in_flight.len() >= config.max_in_flight.max(1) {
@@ -205,23 +215,30 @@ fn chrono_now_ms() -> i64 {
 }
 
 /// A device payload in one of the shapes fleets send (design input table).
+///
+/// Written directly rather than through `serde_json::Value`: in the
+/// per-message harness the simulated devices share the machine with
+/// everything they feed, and building a JSON tree per reading was a visible
+/// part of their CPU (docs/performance.md). Tags are `[A-Za-z0-9_-.]` only,
+/// so nothing needs escaping; values are finite (clamped to the range).
 fn device_payload(tag: &Tag, value: Option<f64>, now_ms: i64, n: u64) -> Bytes {
-    let json = match (n % 3, value) {
-        (0, v) => serde_json::json!({
-            "timestamp": now_ms, "tag": tag.as_str(),
-            "valor": v.map_or_else(String::new, |v| v.to_string()),
-        }),
-        (1, v) => serde_json::json!({
-            "equipmentId": tag.as_str().rsplit('.').next(),
-            "value": v, "timestamp": now_ms,
-        }),
-        (_, v) => serde_json::json!({
-            "device_id": tag.as_str().rsplit('.').next(),
-            "value": v.map_or_else(|| serde_json::Value::String(String::new()), serde_json::Value::from),
-            "unit": "kWh", "timestamp": now_ms / 1000,
-        }),
+    use std::fmt::Write;
+    let device = tag.as_str().rsplit('.').next().unwrap_or_default();
+    let mut json = String::with_capacity(96);
+    let _ = match (n % 3, value) {
+        (0, Some(v)) => write!(json, r#"{{"tag":"{tag}","timestamp":{now_ms},"valor":"{v}"}}"#),
+        (0, None) => write!(json, r#"{{"tag":"{tag}","timestamp":{now_ms},"valor":""}}"#),
+        (1, Some(v)) => write!(json, r#"{{"equipmentId":"{device}","timestamp":{now_ms},"value":{v}}}"#),
+        (1, None) => write!(json, r#"{{"equipmentId":"{device}","timestamp":{now_ms},"value":null}}"#),
+        (_, v) => {
+            let secs = now_ms / 1000;
+            match v {
+                Some(v) => write!(json, r#"{{"device_id":"{device}","timestamp":{secs},"unit":"kWh","value":{v}}}"#),
+                None => write!(json, r#"{{"device_id":"{device}","timestamp":{secs},"unit":"kWh","value":""}}"#),
+            }
+        }
     };
-    Bytes::from(serde_json::to_vec(&json).expect("json serialises"))
+    Bytes::from(json)
 }
 
 type Message = (String, Option<HeaderMap>, Bytes);
@@ -240,4 +257,36 @@ fn encode_batch(sensors: &[Sensor], chunk: &[(usize, Option<f64>)], now_ms: i64)
     let subject = batch_subject(chunk.iter().map(|(i, _)| &sensors[*i].tag)).expect("chunks hold readings of one root");
     let (headers, payload) = Publisher::batch_message(&items);
     (subject, Some(headers), payload)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vigia_domain::{LogEvent, Status, Value, decode_message};
+
+    /// Each shape, with and without a value, is JSON that decodes to the
+    /// reading the simulator meant, under the subject it is published to.
+    #[test]
+    fn device_payloads_decode_to_the_readings_they_carry() {
+        let tag = Tag::parse("brasil.sudeste.sensor0042").unwrap();
+        let now_ms = 1_700_000_123_456;
+        for n in 0..3u64 {
+            for value in [Some(42.5), Some(17.0), Some(0.01), None] {
+                let payload = device_payload(&tag, value, now_ms, n);
+                let json: serde_json::Value = serde_json::from_slice(&payload).expect("valid JSON");
+                assert!(json.is_object(), "{json}");
+                let readings = decode_message(tag.as_str(), None, None, &payload, now_ms).into_readings();
+                assert_eq!(readings.len(), 1, "shape {n}");
+                let r = &readings[0];
+                assert_eq!(r.tag, tag);
+                let expected_ts = if n == 2 { now_ms / 1000 * 1000 } else { now_ms };
+                assert_eq!(r.ts_ms, expected_ts, "shape {n}: {json}");
+                match value {
+                    Some(v) => assert_eq!((r.status, &r.value), (Status::Ok, &Value::Number(v)), "shape {n}: {json}"),
+                    None => assert_eq!(r.status, Status::Error, "shape {n}: {json}"),
+                }
+                assert!(matches!(decode_message(tag.as_str(), None, None, &payload, now_ms), LogEvent::Readings(..)));
+            }
+        }
+    }
 }

@@ -107,6 +107,10 @@ struct BenchArgs {
     /// memory while they drain (e.g. 5000000); 0 skips the phase.
     #[arg(long, default_value_t = 0)]
     backlog: u64,
+    /// Publish the throughput phase with message ids and resends, as
+    /// `vigia sim` does, instead of as devices and the ceiling do.
+    #[arg(long)]
+    message_ids: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -250,6 +254,7 @@ async fn main() -> anyhow::Result<()> {
             latency_rate: args.latency_rate,
             latency_time: Duration::from_secs_f64(args.latency_seconds),
             backlog: args.backlog,
+            message_ids: args.message_ids,
         };
         println!("{}", vigia::bench::run(&config, options).await?);
         return Ok(());

@@ -21,6 +21,7 @@ async fn the_harness_measures_every_phase_and_drains_its_backlog() {
         latency_rate: 200.0,
         latency_time: Duration::from_secs(2),
         backlog: 3_000,
+        message_ids: false,
     };
     let report = vigia::bench::run(&config, options).await.expect("the harness run succeeds");
 

@@ -17,6 +17,8 @@ use crate::BusError;
 pub struct Delivery {
     pub message: jetstream::Message,
     pub seq: u64,
+    /// The consumer's delivery sequence: a redelivery gets a new one.
+    pub dseq: u64,
     pub delivered: i64,
     pub published_ms: i64,
     /// Messages the stream held for this consumer beyond this one when it
@@ -27,9 +29,10 @@ pub struct Delivery {
 impl Delivery {
     fn new(message: jetstream::Message) -> Result<Delivery, BusError> {
         let info = message.info().map_err(|e| BusError::JetStream(format!("not a JetStream message: {e}")))?;
-        let (seq, delivered, pending) = (info.stream_sequence, info.delivered, info.pending);
+        let (seq, dseq, delivered, pending) =
+            (info.stream_sequence, info.consumer_sequence, info.delivered, info.pending);
         let published_ms = (info.published.unix_timestamp_nanos() / 1_000_000) as i64;
-        Ok(Delivery { message, seq, delivered, published_ms, pending })
+        Ok(Delivery { message, seq, dseq, delivered, published_ms, pending })
     }
 
     pub fn subject(&self) -> &str {
@@ -60,7 +63,11 @@ impl Delivery {
     /// What acknowledging this message needs, in an allocation of its own:
     /// keep it instead of the delivery once the payload is decoded.
     pub fn receipt(&self) -> Receipt {
-        Receipt { seq: self.seq, reply: self.message.reply.as_ref().map(|r| Subject::from(r.as_str())) }
+        Receipt {
+            seq: self.seq,
+            dseq: self.dseq,
+            reply: self.message.reply.as_ref().map(|r| Subject::from(r.as_str())),
+        }
     }
 
     /// Acknowledges and waits for the server to confirm it.
@@ -97,10 +104,19 @@ impl Delivery {
 #[derive(Debug, Clone)]
 pub struct Receipt {
     pub seq: u64,
+    /// The delivery sequence: JetStream ignores a cumulative ack whose
+    /// delivery sequence is not above the last one it took.
+    pub dseq: u64,
     reply: Option<Subject>,
 }
 
 impl Receipt {
+    /// A receipt of stream sequence `seq`, delivered as `dseq`, with no
+    /// reply subject: it cannot be sent (tests of what gets acknowledged).
+    pub fn unreplied(seq: u64, dseq: u64) -> Receipt {
+        Receipt { seq, dseq, reply: None }
+    }
+
     async fn send(&self, client: &async_nats::Client, kind: jetstream::AckKind, what: &str) -> Result<(), BusError> {
         let reply = self
             .reply

@@ -18,6 +18,7 @@ use std::time::Duration;
 use async_nats::jetstream;
 
 pub use async_nats::HeaderMap;
+pub use async_nats::jetstream::context::PublishAckFuture;
 pub use consume::{Batcher, Delivery, Receipt};
 pub use group::{GroupLimits, GroupPublisher, Part, Placed};
 pub use io::{BlockingReader, ChunkReader, Chunks};
@@ -258,6 +259,24 @@ impl Bus {
             Err(e) if matches!(e.kind(), jetstream::stream::LastRawMessageErrorKind::NoMessageFound) => Ok(None),
             Err(e) => Err(BusError::JetStream(format!("last message on {subject}: {e}"))),
         }
+    }
+
+    /// Whether `READINGS` still holds the message at `seq` (not deleted,
+    /// not aged or purged out): a cumulative ack may pass one it does not.
+    pub async fn readings_holds(&self, seq: u64) -> Result<bool, BusError> {
+        let stream = self.js.get_stream(READINGS).await.map_err(|e| BusError::JetStream(format!("{READINGS}: {e}")))?;
+        match stream.get_raw_message(seq).await {
+            Ok(_) => Ok(true),
+            Err(e) if matches!(e.kind(), jetstream::stream::RawMessageErrorKind::NoMessageFound) => Ok(false),
+            Err(e) => Err(BusError::JetStream(format!("{READINGS} message {seq}: {e}"))),
+        }
+    }
+
+    /// The first sequence `READINGS` holds (everything before it is gone).
+    pub async fn readings_first(&self) -> Result<u64, BusError> {
+        let mut s = self.js.get_stream(READINGS).await.map_err(|e| BusError::JetStream(format!("{READINGS}: {e}")))?;
+        let info = s.info().await.map_err(|e| BusError::JetStream(format!("{READINGS} info: {e}")))?;
+        Ok(info.state.first_sequence)
     }
 
     /// The message at `seq` on `READINGS`, read back from the log.

@@ -128,9 +128,14 @@ impl Topology {
                 reason: e.to_string(),
             };
             let stream = js.get_stream(stream_name).await.map_err(|e| apply_err(&e))?;
+            let config = match stream.consumer_info(&name).await {
+                Ok(existing) => settle(&stream, config, &existing).await.map_err(|e| apply_err(&e))?,
+                Err(e) if matches!(e.kind(), jetstream::context::ConsumerInfoErrorKind::NotFound) => config.clone(),
+                Err(e) => return Err(apply_err(&e)),
+            };
             // On nats-server 2.9 a create with an existing durable name
             // updates it when only updatable fields differ.
-            stream.create_consumer(config.clone()).await.map_err(|e| apply_err(&e))?;
+            stream.create_consumer(config).await.map_err(|e| apply_err(&e))?;
         }
         for bucket in &self.buckets {
             if js.get_object_store(&bucket.bucket).await.is_err() {
@@ -142,4 +147,35 @@ impl Topology {
         }
         Ok(())
     }
+}
+
+/// The config to apply over an existing consumer. Its deliver policy was
+/// fixed when it was created and is kept. A changed ack policy cannot be
+/// updated in place (the persister's went from `explicit` to `all`): the
+/// consumer is deleted and made again, starting after the old one's ack
+/// floor. What it had delivered but not acknowledged comes again, and the
+/// ledger skips what was already stored, so nothing is lost or counted twice.
+async fn settle(
+    stream: &stream::Stream,
+    config: &consumer::pull::Config,
+    existing: &consumer::Info,
+) -> Result<consumer::pull::Config, String> {
+    let mut config = config.clone();
+    if existing.config.ack_policy == config.ack_policy {
+        config.deliver_policy = existing.config.deliver_policy;
+        return Ok(config);
+    }
+    let floor = existing.ack_floor.stream_sequence;
+    tracing::warn!(
+        consumer = existing.name,
+        from = ?existing.config.ack_policy,
+        to = ?config.ack_policy,
+        floor,
+        "Recreating a consumer whose ack policy changed; it resumes after its ack floor."
+    );
+    stream.delete_consumer(&existing.name).await.map_err(|e| format!("deleting it to change its ack policy: {e}"))?;
+    if floor > 0 {
+        config.deliver_policy = consumer::DeliverPolicy::ByStartSequence { start_sequence: floor + 1 };
+    }
+    Ok(config)
 }

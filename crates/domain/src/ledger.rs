@@ -39,6 +39,18 @@ impl Ledger {
         }
     }
 
+    /// The end of the run of applied sequences that starts at `from`:
+    /// the highest `h` with every sequence in `from..=h` applied, or
+    /// `from - 1` when `from` itself is not. A cumulative ack may cover no
+    /// more than this (the persister's acks, `workers/acks.rs`).
+    pub fn run_end(&self, from: u64) -> u64 {
+        let i = self.ranges.partition_point(|(_, hi)| *hi < from);
+        match self.ranges.get(i) {
+            Some(&(lo, hi)) if lo <= from => hi,
+            _ => from.saturating_sub(1),
+        }
+    }
+
     /// Number of sequences applied.
     pub fn count(&self) -> u64 {
         self.ranges.iter().map(|(lo, hi)| hi - lo + 1).sum()
@@ -79,6 +91,12 @@ mod tests {
         assert!(l.contains(7) && !l.contains(8) && l.contains(9));
         assert_eq!(l.gaps(12), [(8, 8), (10, 12)]);
         assert_eq!(l.count(), 8);
+        assert_eq!(l.run_end(1), 7);
+        assert_eq!(l.run_end(5), 7);
+        assert_eq!(l.run_end(8), 7, "8 is not applied: the run is empty");
+        assert_eq!(l.run_end(9), 9);
+        assert_eq!(l.run_end(10), 9);
+        assert_eq!(Ledger::default().run_end(1), 0);
     }
 
     proptest! {
@@ -94,6 +112,11 @@ mod tests {
                 prop_assert_eq!(l.contains(s), set.contains(&s));
             }
             prop_assert_eq!(l.count(), set.len() as u64);
+            for from in 1..205u64 {
+                let end = l.run_end(from);
+                prop_assert!((from..=end).all(|s| set.contains(&s)));
+                prop_assert!(!set.contains(&(end + 1)));
+            }
             prop_assert!(l.ranges.windows(2).all(|w| w[0].1 + 1 < w[1].0));
         }
     }

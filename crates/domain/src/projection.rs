@@ -363,8 +363,15 @@ impl Projection {
         let prefixes = std::iter::once(tag)
             .chain(tag.match_indices('.').map(|(i, _)| &tag[..i]))
             .map(|prefix| (prefix, depth_of(prefix)));
+        // Most tags of a batch share their regions: look a prefix up before
+        // making an owned copy of it.
         for (prefix, depth) in prefixes {
-            let c = self.counters.entry(prefix.to_owned()).or_insert(CounterDelta { depth, ..CounterDelta::default() });
+            let c = match self.counters.get_mut(prefix) {
+                Some(c) => c,
+                None => {
+                    self.counters.entry(prefix.to_owned()).or_insert(CounterDelta { depth, ..CounterDelta::default() })
+                }
+            };
             c.ok += ok;
             c.error += error;
         }

@@ -6,6 +6,7 @@
 //! shapes real fleets send. In batch mode readings travel as
 //! `ReadingsRecorded` envelopes, the fast path for load tests.
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -15,7 +16,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio_util::sync::CancellationToken;
 use vigia_bus::HeaderMap;
-use vigia_bus::Publisher;
+use vigia_bus::{PublishAckFuture, PublishError, Publisher};
 use vigia_domain::{BatchItem, ItemValue, Tag, batch_subject};
 
 /// What to simulate.
@@ -130,6 +131,14 @@ pub async fn run(publisher: Publisher, config: SimConfig, stop: CancellationToke
     let per_second = config.rate * sensors.len() as f64;
     let per_message = config.batch.max(1);
     let started = Instant::now();
+    // Publishes without message ids, as fast as acknowledged, are sent at
+    // once and their acks awaited oldest first, as the harness's JetStream
+    // ceiling publishes: a task per publish (and a poll of thousands of
+    // them) was a fifth of the simulated devices' CPU (docs/performance.md).
+    // Resent publishes and paced ones stay tasks, so each is confirmed as
+    // soon as it can be.
+    let pipelined = !config.message_ids && per_second == 0.0;
+    let mut acks: VecDeque<(String, PublishAckFuture)> = VecDeque::new();
     let mut in_flight = FuturesUnordered::new();
     let (mut readings, mut messages, mut next_sensor) = (0u64, 0u64, 0usize);
     let mut last_report = (Instant::now(), 0u64);
@@ -172,17 +181,24 @@ pub async fn run(publisher: Publisher, config: SimConfig, stop: CancellationToke
                 let tag = &sensors[i].tag;
                 (tag.to_string(), None, device_payload(tag, v, now_ms, messages))
             };
-            let p = publisher.clone();
-            in_flight.push(async move {
-                match message_id {
-                    Some(id) => p.publish_retrying(subject, headers, payload, &id, PATIENCE).await,
-                    None => p.publish(subject, headers, payload, None).await,
-                }
-            });
+            if pipelined {
+                let ack = publisher.send(subject.clone(), headers, payload, None).await?;
+                acks.push_back((subject, ack));
+            } else {
+                let p = publisher.clone();
+                in_flight.push(async move {
+                    match message_id {
+                        Some(id) => p.publish_retrying(subject, headers, payload, &id, PATIENCE).await,
+                        None => p.publish(subject, headers, payload, None).await,
+                    }
+                });
+            }
             readings += n as u64;
             messages += 1;
-            while in_flight.len() >= config.max_in_flight.max(1) {
-                if let Some(Err(e)) = in_flight.next().await {
+            while acks.len() + in_flight.len() >= config.max_in_flight.max(1) {
+                if let Some((subject, ack)) = acks.pop_front() {
+                    confirmed(subject, ack).await?;
+                } else if let Some(Err(e)) = in_flight.next().await {
                     return Err(e.into());
                 }
             }
@@ -202,12 +218,23 @@ pub async fn run(publisher: Publisher, config: SimConfig, stop: CancellationToke
             break;
         }
     }
+    for (subject, ack) in acks {
+        confirmed(subject, ack).await?;
+    }
     while let Some(done) = in_flight.next().await {
         done?;
     }
     let report = SimReport { readings, messages, elapsed: started.elapsed() };
     tracing::info!(readings, messages, secs = report.elapsed.as_secs_f64(), "Simulator stopped.");
     Ok(report)
+}
+
+/// Waits for a sent publish's acknowledgement.
+async fn confirmed(subject: String, ack: PublishAckFuture) -> Result<(), PublishError> {
+    match ack.await {
+        Ok(_) => Ok(()),
+        Err(e) => Err(PublishError { subject, reason: e.to_string() }),
+    }
 }
 
 fn chrono_now_ms() -> i64 {

@@ -140,6 +140,12 @@ impl Writer {
         Ok(self.ledger.as_ref().expect("just set"))
     }
 
+    /// The ledger as this writer last committed or read it, without asking
+    /// the store (`None` after [`Writer::forget`]).
+    pub fn known_ledger(&self) -> Option<&Ledger> {
+        self.ledger.as_ref()
+    }
+
     /// The store this writer writes.
     pub fn store(&self) -> &Store {
         &self.store

@@ -2,6 +2,7 @@
 //! a loop over a durable pull consumer that finishes and acks the batch in
 //! hand before it honours a stop.
 
+mod acks;
 pub mod alerter;
 mod isolate;
 pub mod loader;

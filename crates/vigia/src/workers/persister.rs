@@ -22,15 +22,21 @@
 //! sequence the ledger holds is skipped, and the ledger moves in the same
 //! transaction as the changes, so a crash between commit and ack, a
 //! redelivery, or a second persister on the same consumer never counts twice.
+//! Acks are one per message, or, with the opt-in `"ack_policy": "all"`, one
+//! per flush that never passes a sequence the ledger lacks (`acks.rs`), so
+//! they cannot acknowledge a message nobody stored.
 
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
+use async_nats::jetstream::consumer::PullConsumer;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use vigia_bus::{Batcher, Bus, Delivery, READINGS, Receipt};
 use vigia_domain::{Change, EventId, LogEvent, Projection, StoredEvent, Tag, decode_message, mark_backfill};
 use vigia_store::{ChangeOutcome, Store, StoreError, Writer};
 
+use super::acks::{Acks, Floor};
 use super::retention::Retainer;
 use super::{ack_all, isolate, retry_backoff};
 
@@ -329,7 +335,13 @@ pub async fn run(
     retainer: Retainer,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
-    let consumer = bus.consumer(READINGS, "persister").await?;
+    let mut consumer = bus.consumer(READINGS, "persister").await?;
+    let mut acks = Acks::of(consumer.cached_info(), Instant::now());
+    if let Acks::Cumulative(floor) = &mut acks {
+        // What the stream no longer holds is done with, acked or not.
+        let first = bus.readings_first().await?;
+        floor.raise(first.saturating_sub(1), &vigia_domain::Ledger::default(), Instant::now());
+    }
     let batcher = Batcher::new(&consumer, options.size, options.wait).await?.with_max_bytes(options.max_bytes());
     tracing::info!(batch_size = options.size, flush_events = options.flush_events, "Persister started.");
     let (tx, mut rx) = mpsc::channel(2);
@@ -337,13 +349,16 @@ pub async fn run(
     let mut sink = Some(Sink { writer: Writer::new(store, READINGS_LEDGER), retainer });
     let mut pending = Flush::default();
     let mut in_flight: Option<tokio::task::JoinHandle<anyhow::Result<Committed>>> = None;
-    let mut acks: Option<tokio::task::JoinHandle<()>> = None;
+    let mut acking: Option<tokio::task::JoinHandle<()>> = None;
     let mut open = true;
     // How far behind the stream was at the last pull, and when it came.
     let (mut behind, mut received_at) = (0u64, tokio::time::Instant::now());
     // While idle, a commit of nothing still gives retention its turn.
     let mut idle = tokio::time::interval(Duration::from_secs(1));
     idle.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // A floor that stopped short of committed messages is looked into.
+    let mut look = tokio::time::interval(Duration::from_secs(1));
+    look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let full = pending.events >= options.flush_events || pending.receipts.len() >= options.flush_events;
         // Behind a backlog, fill the flush first, unless pulls stopped coming
@@ -362,6 +377,14 @@ pub async fn run(
             _ = idle.tick(), if open && in_flight.is_none() && pending.is_empty() => {
                 let s = sink.take().expect("the writer is home when nothing is in flight");
                 in_flight = Some(tokio::spawn(commit(bus.clone(), s, Flush::default(), stop.clone())));
+            }
+            _ = look.tick(), if acks.stuck(Instant::now()) => {
+                if let Acks::Cumulative(floor) = &mut acks {
+                    match unstick(bus, store, &mut consumer, floor).await {
+                        Ok(to_ack) => send_acks(bus, to_ack, &mut acking).await,
+                        Err(e) => tracing::warn!(error = %format_args!("{e:#}"), floor = floor.floor(), "Could not look into the ack floor; trying again."),
+                    }
+                }
             }
             received = rx.recv(), if open && !full => match received {
                 Some(pulled) => {
@@ -384,24 +407,65 @@ pub async fn run(
                 }
                 vigia_api::PERSISTER.batch(applied.events, took);
                 tracing::debug!(messages = applied.messages, events = applied.events, skipped = applied.skipped, "Flush stored.");
-                // Acks go out while the next flush commits; one ack batch at a time.
-                if let Some(previous) = acks.take() {
-                    previous.await.ok();
-                }
-                let (bus, receipts) = (bus.clone(), flush.receipts);
-                acks = Some(tokio::spawn(async move {
-                    if let Err(e) = ack_all(&bus, &receipts).await {
-                        tracing::warn!(error = %format_args!("{e:#}"), "Acks failed; the ledger skips the redelivery.");
-                    }
-                }));
+                let ledger = sink.as_ref().and_then(|s| s.writer.known_ledger());
+                let to_ack = acks.committed(flush.receipts, ledger, Instant::now());
+                send_acks(bus, to_ack, &mut acking).await;
             }
         }
     }
     drop(rx);
     fetcher.await??;
-    if let Some(acks) = acks {
-        acks.await.ok();
+    if let Some(acking) = acking {
+        acking.await.ok();
     }
     tracing::info!("Persister stopped.");
     Ok(())
+}
+
+/// Sends acks while the next flush commits, one batch at a time.
+async fn send_acks(bus: &Bus, receipts: Vec<Receipt>, acking: &mut Option<tokio::task::JoinHandle<()>>) {
+    if receipts.is_empty() {
+        return;
+    }
+    if let Some(previous) = acking.take() {
+        previous.await.ok();
+    }
+    let bus = bus.clone();
+    *acking = Some(tokio::spawn(async move {
+        if let Err(e) = ack_all(&bus, &receipts).await {
+            tracing::warn!(error = %format_args!("{e:#}"), "Acks failed; the ledger skips the redelivery.");
+        }
+    }));
+}
+
+/// Most sequences looked up in the stream per look at a stuck floor.
+const GONE_LOOKUPS: usize = 1000;
+
+/// Finds out what a stuck floor waits on: the server's ack floor (another
+/// persister acked further), the store's ledger (another persister
+/// committed), and whether the stream still holds each sequence the ledger
+/// lacks (a deleted or purged message never comes; one the stream holds is
+/// in someone's hands or due for redelivery, and is waited for).
+async fn unstick(
+    bus: &Bus,
+    store: &Store,
+    consumer: &mut PullConsumer,
+    floor: &mut Floor,
+) -> anyhow::Result<Vec<Receipt>> {
+    let server = consumer.info().await.context("persister consumer info")?.ack_floor.stream_sequence;
+    let first = bus.readings_first().await?;
+    let ledger = store.ledger(READINGS_LEDGER).await?;
+    let highest = floor.highest_held().unwrap_or(0);
+    let mut known = server.max(first.saturating_sub(1));
+    for _ in 0..GONE_LOOKUPS {
+        let from = floor.floor().max(known);
+        let next = ledger.run_end(from + 1).max(from) + 1;
+        if next > highest || bus.readings_holds(next).await? {
+            break;
+        }
+        known = next;
+    }
+    let to_ack = floor.raise(known, &ledger, Instant::now());
+    tracing::debug!(server, first, floor = floor.floor(), "Looked into a stuck ack floor.");
+    Ok(to_ack)
 }

@@ -1,14 +1,37 @@
 //! The persister's invariant: stored events equal distinct published
 //! messages, and counters and rollups equal a scan, after (a) redelivery,
 //! (b) a crash between commit and ack, (c) two persisters on one consumer.
+//! And its cumulative acks (`workers/acks.rs`): never past a message nobody
+//! stored, past one deleted from the stream, and a consumer that acked each
+//! message becomes cumulative without losing or doubling anything.
 
 use std::time::Duration;
 
-use crate::common::{TestEnv, assert_consistent, persister_only};
+use crate::common::{TEST_ACK_WAIT, TestEnv, assert_consistent, persister_only, wait_for};
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy};
 use tokio_util::sync::CancellationToken;
 use vigia::workers::persister::{READINGS_LEDGER, apply_batch};
-use vigia_bus::{Batcher, Delivery, READINGS, Receipt};
+use vigia_bus::{Batcher, Delivery, READINGS, Receipt, Topology};
 use vigia_sim::SimConfig;
+
+/// The repository's topology with the persister's consumer taking
+/// cumulative acks (`"ack_policy": "all"`, the opt-in of docs/nats.md).
+fn cumulative(env: &TestEnv) -> Topology {
+    let mut t = Topology::load(&env.config.nats.dir, &env.config.nats.roots).unwrap();
+    let persister = t.consumer_mut("persister").unwrap();
+    persister.ack_wait = TEST_ACK_WAIT;
+    persister.ack_policy = AckPolicy::All;
+    t
+}
+
+/// A fresh environment whose persister consumer takes cumulative acks.
+async fn cumulative_env() -> TestEnv {
+    let env = TestEnv::start().await;
+    cumulative(&env).apply(env.bus.jetstream()).await.expect("the cumulative topology applies");
+    let mut consumer = env.consumer(READINGS, "persister").await;
+    assert_eq!(consumer.info().await.unwrap().config.ack_policy, AckPolicy::All);
+    env
+}
 
 async fn publish_readings(env: &TestEnv, n: usize) {
     for i in 0..n {
@@ -84,7 +107,8 @@ async fn redelivered_messages_are_not_counted_twice() {
 async fn crash_between_commit_and_ack_does_not_double_count() {
     let env = TestEnv::start().await;
     publish_readings(&env, 80).await;
-    let batch = commit_without_ack(&env, 50).await;
+    let batch = commit_without_ack(&env, 80).await;
+    assert_eq!(batch.len(), 80);
     // The "crashed" persister drops its batch without acking; the server
     // redelivers it after ack_wait to the persister that takes over.
     drop(batch);
@@ -127,4 +151,102 @@ async fn two_persisters_on_one_consumer_store_everything_once() {
     assert_eq!(root.ok + root.errors, 3000);
     first.shutdown().await;
     second.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_cumulative_ack_never_covers_a_message_nobody_stored() {
+    let env = cumulative_env().await;
+    publish_readings(&env, 80).await;
+    // A slow persister holds 1..=50 and has not committed them; it tells
+    // the server it is still on them, so they are not redelivered meanwhile.
+    let consumer = env.consumer(READINGS, "persister").await;
+    let mut batcher = Batcher::new(&consumer, 50, Duration::from_millis(200)).await.unwrap();
+    let held = batcher.next(&CancellationToken::new()).await.unwrap().expect("a batch");
+    drop(batcher); // what it pulled beyond the batch comes again after the ack wait
+    assert_eq!(held.len(), 50);
+    let busy = CancellationToken::new();
+    let held = {
+        let busy = busy.clone();
+        tokio::spawn(async move {
+            while !busy.is_cancelled() {
+                for d in &held {
+                    d.progress().await.unwrap();
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            held
+        })
+    };
+    // Another persister takes 51..=80 and commits them.
+    let running = env.run(persister_only());
+    wait_for("51..=80 to be stored", Duration::from_secs(30), || async {
+        env.store.ledger(READINGS_LEDGER).await.unwrap().count() == 30
+    })
+    .await;
+    // Past the time a stuck floor is looked into: 1..=50 are still in the
+    // stream and unstored, so no ack may cover them.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let mut info = env.consumer(READINGS, "persister").await;
+    let info = info.info().await.unwrap().clone();
+    assert_eq!(info.ack_floor.stream_sequence, 0, "an ack covered messages nobody stored: {info:?}");
+    assert_eq!(info.num_ack_pending, 80);
+    // The slow persister dies; its messages come back after the ack wait.
+    busy.cancel();
+    drop(held.await.unwrap());
+    env.drained(READINGS, "persister").await;
+    assert_eq!(assert_consistent(&env.store).await, 80);
+    assert_eq!(env.store.ledger(READINGS_LEDGER).await.unwrap().ranges, [(1, 80)]);
+    running.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_ack_floor_passes_a_message_deleted_from_the_stream() {
+    let env = cumulative_env().await;
+    publish_readings(&env, 10).await;
+    let stream = env.bus.jetstream().get_stream(READINGS).await.unwrap();
+    assert!(stream.delete_message(4).await.unwrap(), "message 4 deleted");
+    let running = env.run(persister_only());
+    env.drained(READINGS, "persister").await;
+    let mut consumer = env.consumer(READINGS, "persister").await;
+    assert_eq!(consumer.info().await.unwrap().ack_floor.stream_sequence, 10);
+    assert_eq!(assert_consistent(&env.store).await, 9);
+    assert_eq!(env.store.ledger(READINGS_LEDGER).await.unwrap().ranges, [(1, 3), (5, 10)]);
+    running.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_consumer_acking_each_message_becomes_cumulative_and_resumes_after_its_floor() {
+    // The persister's consumer as the shipped files make it: an ack per message.
+    let env = TestEnv::start().await;
+    let mut consumer = env.consumer(READINGS, "persister").await;
+    assert_eq!(consumer.info().await.unwrap().config.ack_policy, AckPolicy::Explicit);
+    publish_readings(&env, 15).await;
+    // It acked 1..=10 one by one (what it stored then is in another store).
+    let consumer = env.consumer(READINGS, "persister").await;
+    let mut batcher = Batcher::new(&consumer, 10, Duration::from_millis(200)).await.unwrap();
+    let first = batcher.next(&CancellationToken::new()).await.unwrap().expect("a batch");
+    assert_eq!(first.len(), 10);
+    for d in &first {
+        d.ack().await.unwrap();
+    }
+    drop((first, batcher));
+
+    cumulative(&env).apply(env.bus.jetstream()).await.expect("the topology applies over the old consumer");
+    let mut consumer = env.consumer(READINGS, "persister").await;
+    let info = consumer.info().await.unwrap().clone();
+    assert_eq!(info.config.ack_policy, AckPolicy::All);
+    assert_eq!(info.config.deliver_policy, DeliverPolicy::ByStartSequence { start_sequence: 11 });
+    assert_eq!(info.num_pending, 5, "resumes after the old ack floor: {info:?}");
+    // Applying again (every start does) keeps it as it is.
+    cumulative(&env).apply(env.bus.jetstream()).await.expect("the topology applies again");
+    let info = consumer.info().await.unwrap().clone();
+    assert_eq!(info.config.deliver_policy, DeliverPolicy::ByStartSequence { start_sequence: 11 });
+    assert_eq!(info.num_pending, 5);
+
+    let running = env.run(persister_only());
+    env.drained(READINGS, "persister").await;
+    assert_eq!(consumer.info().await.unwrap().ack_floor.stream_sequence, 15);
+    assert_eq!(assert_consistent(&env.store).await, 5);
+    assert_eq!(env.store.ledger(READINGS_LEDGER).await.unwrap().ranges, [(11, 15)]);
+    running.shutdown().await;
 }

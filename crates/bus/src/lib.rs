@@ -25,7 +25,7 @@ pub use io::{BlockingReader, ChunkReader, Chunks};
 pub use lag::{Lag, Usage};
 pub use objects::{LOAD_JOB_SUBJECT, StoredObject};
 pub use publish::{DEAD_REASON, DEAD_SEQ, DEAD_STREAM, DEAD_SUBJECT, PublishError, Publisher, Stored};
-pub use topology::{ALERTS, DATASETS_BUCKET, DEADLETTER, JOBS, READINGS, Topology, TopologyError};
+pub use topology::{ALERTS, DATASETS_BUCKET, DEADLETTER, JOBS, READINGS, Topology, TopologyError, remake_consumer};
 
 /// Publishes of one process awaiting their acknowledgement, across all its
 /// publishers. async-nats holds a permit from the moment a message is sent

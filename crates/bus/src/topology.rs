@@ -179,3 +179,23 @@ async fn settle(
     }
     Ok(config)
 }
+
+/// Makes consumer `durable` of `stream_name` again as it is, starting after
+/// its ack floor; returns that floor. It clears messages a consumer holds
+/// pending at or below its ack floor, which no cumulative ack can (nats-server
+/// 2.9 brought a consumer back so after it was killed and restarted under
+/// load; docs/nats.md). What it had delivered above the floor comes again.
+pub async fn remake_consumer(js: &jetstream::Context, stream_name: &str, durable: &str) -> Result<u64, TopologyError> {
+    let apply_err = |e: &dyn std::fmt::Display| TopologyError::Apply {
+        what: format!("consumer {durable} on {stream_name}"),
+        reason: e.to_string(),
+    };
+    let stream = js.get_stream(stream_name).await.map_err(|e| apply_err(&e))?;
+    let existing = stream.consumer_info(durable).await.map_err(|e| apply_err(&e))?;
+    let floor = existing.ack_floor.stream_sequence;
+    let mut config = existing.config.clone();
+    config.deliver_policy = consumer::DeliverPolicy::ByStartSequence { start_sequence: floor + 1 };
+    stream.delete_consumer(durable).await.map_err(|e| apply_err(&e))?;
+    stream.create_consumer(config).await.map_err(|e| apply_err(&e))?;
+    Ok(floor)
+}

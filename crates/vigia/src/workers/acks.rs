@@ -62,11 +62,6 @@ impl Acks {
         Acks::Cumulative(Floor::new(info.ack_floor.stream_sequence.max(start), now))
     }
 
-    /// Whether the floor has waited too long (see [`Floor::stuck`]).
-    pub(crate) fn stuck(&self, now: Instant) -> bool {
-        matches!(self, Acks::Cumulative(floor) if floor.stuck(now).is_some())
-    }
-
     /// The receipts to send once a flush with `receipts` committed and
     /// `ledger` is the ledger as that commit left it (`None`: unknown; the
     /// receipts wait for [`Floor::stuck`]).
@@ -145,6 +140,13 @@ impl Floor {
         let waited = now.saturating_duration_since(self.waiting_since) >= STUCK_AFTER;
         (waited && !self.held.is_empty()).then_some(self.floor + 1)
     }
+}
+
+/// Whether a cumulative consumer holds messages no ack can clear: it has
+/// messages pending, yet everything it delivered is at or below its ack
+/// floor (an ack at or below the floor is ignored).
+pub(crate) fn stranded(ack_pending: usize, ack_floor: u64, delivered: u64) -> bool {
+    ack_pending > 0 && ack_floor >= delivered
 }
 
 /// The acks that take the server's ack floor to the highest of `covered`:
@@ -249,6 +251,15 @@ mod tests {
         let Acks::Cumulative(floor) = &mut acks else { unreachable!() };
         assert_eq!(floor.stuck(t + STUCK_AFTER), Some(1));
         assert_eq!(acked(floor.raise(0, &ledger(&[(1, 3)]), t)), [(3, 3)]);
+    }
+
+    #[test]
+    fn pending_messages_are_stranded_only_below_the_floor() {
+        // After nats-server 2.9 was killed and restarted under load: floor 4,000, 20 pending.
+        assert!(stranded(20, 4000, 4000));
+        // Messages delivered above the floor are pending as they should be.
+        assert!(!stranded(20, 3980, 4000));
+        assert!(!stranded(0, 4000, 4000));
     }
 
     #[test]

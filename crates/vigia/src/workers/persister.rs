@@ -36,7 +36,7 @@ use vigia_bus::{Batcher, Bus, Delivery, READINGS, Receipt};
 use vigia_domain::{Change, EventId, LogEvent, Projection, StoredEvent, Tag, decode_message, mark_backfill};
 use vigia_store::{ChangeOutcome, Store, StoreError, Writer};
 
-use super::acks::{Acks, Floor};
+use super::acks::{Acks, Floor, stranded};
 use super::retention::Retainer;
 use super::{ack_all, isolate, retry_backoff};
 
@@ -356,7 +356,9 @@ pub async fn run(
     // While idle, a commit of nothing still gives retention its turn.
     let mut idle = tokio::time::interval(Duration::from_secs(1));
     idle.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // A floor that stopped short of committed messages is looked into.
+    // A floor that stopped short of committed messages is looked into, and
+    // now and then the consumer, for messages pending below its floor.
+    let mut stranded = Stranded::default();
     let mut look = tokio::time::interval(Duration::from_secs(1));
     look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -378,12 +380,18 @@ pub async fn run(
                 let s = sink.take().expect("the writer is home when nothing is in flight");
                 in_flight = Some(tokio::spawn(commit(bus.clone(), s, Flush::default(), stop.clone())));
             }
-            _ = look.tick(), if acks.stuck(Instant::now()) => {
-                if let Acks::Cumulative(floor) = &mut acks {
+            _ = look.tick(), if matches!(acks, Acks::Cumulative(_)) => {
+                let Acks::Cumulative(floor) = &mut acks else { continue };
+                if floor.stuck(Instant::now()).is_some() {
                     match unstick(bus, store, &mut consumer, floor).await {
                         Ok(to_ack) => send_acks(bus, to_ack, &mut acking).await,
                         Err(e) => tracing::warn!(error = %format_args!("{e:#}"), floor = floor.floor(), "Could not look into the ack floor; trying again."),
                     }
+                } else if floor.highest_held().is_none()
+                    && stranded.due()
+                    && let Err(e) = stranded.check(bus, &mut consumer).await
+                {
+                    tracing::warn!(error = %format_args!("{e:#}"), "Could not look for messages stranded below the ack floor.");
                 }
             }
             received = rx.recv(), if open && !full => match received {
@@ -468,4 +476,42 @@ async fn unstick(
     let to_ack = floor.raise(known, &ledger, Instant::now());
     tracing::debug!(server, first, floor = floor.floor(), "Looked into a stuck ack floor.");
     Ok(to_ack)
+}
+
+/// Looks for messages a cumulative consumer holds pending at or below its
+/// ack floor: no ack can clear them, and they would be redelivered every ack
+/// wait for ever (nats-server 2.9 after it was killed and restarted under
+/// load; docs/nats.md). Seen twice in a row, the consumer is made again
+/// after its floor; the ledger skips what comes again.
+#[derive(Debug, Default)]
+struct Stranded {
+    last: Option<Instant>,
+    seen: u32,
+}
+
+/// How often the consumer is looked at for stranded messages.
+const STRANDED_EVERY: Duration = Duration::from_secs(5);
+
+impl Stranded {
+    fn due(&self) -> bool {
+        self.last.is_none_or(|at| at.elapsed() >= STRANDED_EVERY)
+    }
+
+    async fn check(&mut self, bus: &Bus, consumer: &mut PullConsumer) -> anyhow::Result<()> {
+        self.last = Some(Instant::now());
+        let info = consumer.info().await.context("persister consumer info")?;
+        let stranded = stranded(info.num_ack_pending, info.ack_floor.stream_sequence, info.delivered.stream_sequence);
+        self.seen = if stranded { self.seen + 1 } else { 0 };
+        if self.seen >= 2 {
+            let pending = info.num_ack_pending;
+            let floor = vigia_bus::remake_consumer(bus.jetstream(), READINGS, "persister").await?;
+            tracing::warn!(
+                pending,
+                floor,
+                "Messages were pending below the consumer's ack floor; made the consumer again after it."
+            );
+            self.seen = 0;
+        }
+        Ok(())
+    }
 }

@@ -40,12 +40,19 @@ async fn publish_readings(env: &TestEnv, n: usize) {
     }
 }
 
+/// Takes one batch of at most `max` from the persister's consumer, as a
+/// persister would, and lets go of the pull (what it brought beyond the
+/// batch comes again after the ack wait).
+async fn take(env: &TestEnv, max: usize) -> Vec<Delivery> {
+    let consumer = env.consumer(READINGS, "persister").await;
+    let mut batcher = Batcher::new(&consumer, max, Duration::from_millis(200)).await.unwrap();
+    batcher.next(&CancellationToken::new()).await.unwrap().expect("a batch")
+}
+
 /// Takes a batch from the persister's consumer and commits it to the store
 /// exactly as the persister would, but never acks it.
 async fn commit_without_ack(env: &TestEnv, max: usize) -> Vec<vigia_bus::Delivery> {
-    let consumer = env.consumer(READINGS, "persister").await;
-    let mut batcher = Batcher::new(&consumer, max, Duration::from_millis(200)).await.unwrap();
-    let batch = batcher.next(&CancellationToken::new()).await.unwrap().expect("a batch");
+    let batch = take(env, max).await;
     let mut writer = vigia_store::Writer::new(&env.store, READINGS_LEDGER);
     let applied = apply_batch(&mut writer, &batch, vigia::config::DEFAULT_FRESHNESS).await.unwrap();
     assert_eq!(applied.skipped, 0);
@@ -159,10 +166,7 @@ async fn a_cumulative_ack_never_covers_a_message_nobody_stored() {
     publish_readings(&env, 80).await;
     // A slow persister holds 1..=50 and has not committed them; it tells
     // the server it is still on them, so they are not redelivered meanwhile.
-    let consumer = env.consumer(READINGS, "persister").await;
-    let mut batcher = Batcher::new(&consumer, 50, Duration::from_millis(200)).await.unwrap();
-    let held = batcher.next(&CancellationToken::new()).await.unwrap().expect("a batch");
-    drop(batcher); // what it pulled beyond the batch comes again after the ack wait
+    let held = take(&env, 50).await;
     assert_eq!(held.len(), 50);
     let busy = CancellationToken::new();
     let held = {
@@ -222,14 +226,12 @@ async fn a_consumer_acking_each_message_becomes_cumulative_and_resumes_after_its
     assert_eq!(consumer.info().await.unwrap().config.ack_policy, AckPolicy::Explicit);
     publish_readings(&env, 15).await;
     // It acked 1..=10 one by one (what it stored then is in another store).
-    let consumer = env.consumer(READINGS, "persister").await;
-    let mut batcher = Batcher::new(&consumer, 10, Duration::from_millis(200)).await.unwrap();
-    let first = batcher.next(&CancellationToken::new()).await.unwrap().expect("a batch");
+    let first = take(&env, 10).await;
     assert_eq!(first.len(), 10);
     for d in &first {
         d.ack().await.unwrap();
     }
-    drop((first, batcher));
+    drop(first);
 
     cumulative(&env).apply(env.bus.jetstream()).await.expect("the topology applies over the old consumer");
     let mut consumer = env.consumer(READINGS, "persister").await;
@@ -248,5 +250,31 @@ async fn a_consumer_acking_each_message_becomes_cumulative_and_resumes_after_its
     assert_eq!(consumer.info().await.unwrap().ack_floor.stream_sequence, 15);
     assert_eq!(assert_consistent(&env.store).await, 5);
     assert_eq!(env.store.ledger(READINGS_LEDGER).await.unwrap().ranges, [(11, 15)]);
+    running.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_remade_consumer_starts_after_its_ack_floor_with_nothing_pending() {
+    let env = cumulative_env().await;
+    publish_readings(&env, 10).await;
+    let batch = take(&env, 10).await;
+    assert_eq!(batch.len(), 10);
+    // A cumulative ack of 6 covers 1..=6; 7..=10 stay pending.
+    batch[5].ack().await.unwrap();
+    let mut consumer = env.consumer(READINGS, "persister").await;
+    let info = consumer.info().await.unwrap().clone();
+    assert_eq!((info.ack_floor.stream_sequence, info.num_ack_pending), (6, 4), "{info:?}");
+
+    let floor = vigia_bus::remake_consumer(env.bus.jetstream(), READINGS, "persister").await.unwrap();
+    assert_eq!(floor, 6);
+    let info = consumer.info().await.unwrap().clone();
+    assert_eq!(info.config.ack_policy, AckPolicy::All, "the same consumer, made again");
+    assert_eq!(info.config.ack_wait, TEST_ACK_WAIT);
+    assert_eq!(info.config.deliver_policy, DeliverPolicy::ByStartSequence { start_sequence: 7 });
+    assert_eq!((info.num_ack_pending, info.num_pending), (0, 4), "nothing pending, 7..=10 to deliver: {info:?}");
+    // A persister stores 7..=10 (1..=6 were acknowledged, so not this store's).
+    let running = env.run(persister_only());
+    env.drained(READINGS, "persister").await;
+    assert_eq!(env.store.ledger(READINGS_LEDGER).await.unwrap().ranges, [(7, 10)]);
     running.shutdown().await;
 }

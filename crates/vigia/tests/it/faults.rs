@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use async_nats::jetstream::consumer::AckPolicy;
 use tokio_util::sync::CancellationToken;
 use vigia::app;
 use vigia::config::Config;
@@ -147,11 +148,17 @@ impl SteadyLoad {
     /// leader), then starts the persister and the simulator, and returns once
     /// 800 readings are in the stream.
     async fn start(config: &Config, seed: u64) -> SteadyLoad {
+        SteadyLoad::start_acking(config, seed, AckPolicy::Explicit).await
+    }
+
+    /// Like [`SteadyLoad::start`] with the persister's consumer taking `acks`.
+    async fn start_acking(config: &Config, seed: u64, acks: AckPolicy) -> SteadyLoad {
         let bus = Bus::connect(&config.nats.url).await.expect("connect");
         let mut topology = app::topology(config).expect("topology");
         for name in ["persister", "alerter", "alert-projector"] {
             topology.consumer_mut(name).expect("consumer").ack_wait = TEST_ACK_WAIT;
         }
+        topology.consumer_mut("persister").expect("consumer").ack_policy = acks;
         let mut applied = topology.apply(bus.jetstream()).await;
         for _ in 0..100 {
             if applied.is_ok() {
@@ -218,6 +225,15 @@ async fn acknowledged_publishes_survive_a_nats_restart() {
     let _turn = alone().await;
     let mut nats = NatsServer::start();
     let load = SteadyLoad::start(&test_config(nats.url()), 3).await;
+    tokio::task::block_in_place(|| nats.restart());
+    load.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_publishes_survive_a_nats_restart_with_cumulative_acks() {
+    let _turn = alone().await;
+    let mut nats = NatsServer::start();
+    let load = SteadyLoad::start_acking(&test_config(nats.url()), 4, AckPolicy::All).await;
     tokio::task::block_in_place(|| nats.restart());
     load.finish().await;
 }

@@ -305,26 +305,51 @@ fn now_ms() -> i64 {
 /// 1,000 connections rose from 88 to 96 to 105 ms when every pull was
 /// projected apart; docs/performance.md).
 async fn fetch(
+    bus: Bus,
     mut batcher: Batcher,
     tx: mpsc::Sender<Pulled>,
     options: BatchOptions,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     let freshness = options.freshness;
-    while let Some(batch) = batcher.next(&stop).await? {
-        let bytes: usize = batch.iter().map(|d| d.payload().len()).sum();
-        let pulled = if batch.len() >= options.size || bytes >= options.max_bytes() {
-            tokio::task::spawn_blocking(move || Pulled::of(batch, freshness, true)).await?
-        } else {
-            Pulled::of(batch, freshness, false)
-        };
-        if tx.send(pulled).await.is_err() {
+    'pulling: loop {
+        while let Some(batch) = batcher.next(&stop).await? {
+            let bytes: usize = batch.iter().map(|d| d.payload().len()).sum();
+            let pulled = if batch.len() >= options.size || bytes >= options.max_bytes() {
+                tokio::task::spawn_blocking(move || Pulled::of(batch, freshness, true)).await?
+            } else {
+                Pulled::of(batch, freshness, false)
+            };
+            if tx.send(pulled).await.is_err() {
+                break 'pulling;
+            }
+        }
+        if stop.is_cancelled() {
             break;
         }
+        // A pull ends without a stop when its consumer went away (made again
+        // after its ack floor, by this persister or another): pull again.
+        tracing::warn!("The persister's consumer went away; pulling from it again.");
+        batcher = loop {
+            match pull(&bus, options).await {
+                Ok(b) => break b,
+                Err(e) => tracing::warn!(error = %format_args!("{e:#}"), "The persister's consumer is not back yet."),
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        };
     }
     let released = batcher.release().await;
     tracing::debug!(released, "Fetch stopped.");
     Ok(())
+}
+
+/// A pull from the persister's consumer, in batches of `options`.
+async fn pull(bus: &Bus, options: BatchOptions) -> anyhow::Result<Batcher> {
+    let consumer = bus.consumer(READINGS, "persister").await?;
+    Ok(Batcher::new(&consumer, options.size, options.wait).await?.with_max_bytes(options.max_bytes()))
 }
 
 /// Runs the persister until `stop`; the flush in hand is finished and acked first.
@@ -342,10 +367,10 @@ pub async fn run(
         let first = bus.readings_first().await?;
         floor.raise(first.saturating_sub(1), &vigia_domain::Ledger::default(), Instant::now());
     }
-    let batcher = Batcher::new(&consumer, options.size, options.wait).await?.with_max_bytes(options.max_bytes());
+    let batcher = pull(bus, options).await?;
     tracing::info!(batch_size = options.size, flush_events = options.flush_events, "Persister started.");
     let (tx, mut rx) = mpsc::channel(2);
-    let fetcher = tokio::spawn(fetch(batcher, tx, options, stop.clone()));
+    let fetcher = tokio::spawn(fetch(bus.clone(), batcher, tx, options, stop.clone()));
     let mut sink = Some(Sink { writer: Writer::new(store, READINGS_LEDGER), retainer });
     let mut pending = Flush::default();
     let mut in_flight: Option<tokio::task::JoinHandle<anyhow::Result<Committed>>> = None;
@@ -497,6 +522,7 @@ impl Stranded {
         self.last.is_none_or(|at| at.elapsed() >= STRANDED_EVERY)
     }
 
+    /// Looks once; a consumer made again is pulled from again by `fetch`.
     async fn check(&mut self, bus: &Bus, consumer: &mut PullConsumer) -> anyhow::Result<()> {
         self.last = Some(Instant::now());
         let info = consumer.info().await.context("persister consumer info")?;

@@ -276,5 +276,14 @@ async fn a_remade_consumer_starts_after_its_ack_floor_with_nothing_pending() {
     let running = env.run(persister_only());
     env.drained(READINGS, "persister").await;
     assert_eq!(env.store.ledger(READINGS_LEDGER).await.unwrap().ranges, [(7, 10)]);
+    // Made again under a running persister (as it does itself): its pull goes on.
+    assert_eq!(vigia_bus::remake_consumer(env.bus.jetstream(), READINGS, "persister").await.unwrap(), 10);
+    publish_readings(&env, 5).await;
+    wait_for("the running persister to store what came after the remake", Duration::from_secs(30), || async {
+        env.store.ledger(READINGS_LEDGER).await.unwrap().count() == 9
+    })
+    .await;
+    env.drained(READINGS, "persister").await;
+    assert_eq!(env.store.ledger(READINGS_LEDGER).await.unwrap().ranges, [(7, 15)]);
     running.shutdown().await;
 }

@@ -264,7 +264,9 @@ impl Bus {
     /// Whether `READINGS` still holds the message at `seq` (not deleted,
     /// not aged or purged out): a cumulative ack may pass one it does not.
     pub async fn readings_holds(&self, seq: u64) -> Result<bool, BusError> {
-        let stream = self.js.get_stream(READINGS).await.map_err(|e| BusError::JetStream(format!("{READINGS}: {e}")))?;
+        // A handle without the stream's info: a stuck floor asks this of many sequences in a row.
+        let stream =
+            self.js.get_stream_no_info(READINGS).await.map_err(|e| BusError::JetStream(format!("{READINGS}: {e}")))?;
         match stream.get_raw_message(seq).await {
             Ok(_) => Ok(true),
             Err(e) if matches!(e.kind(), jetstream::stream::RawMessageErrorKind::NoMessageFound) => Ok(false),

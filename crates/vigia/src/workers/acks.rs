@@ -28,9 +28,11 @@ use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, Info};
-use vigia_bus::Receipt;
+use anyhow::Context;
+use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, Info, PullConsumer};
+use vigia_bus::{Bus, READINGS, Receipt};
 use vigia_domain::Ledger;
+use vigia_store::{READINGS_LEDGER, Store};
 
 /// How long the floor waits on a sequence, with committed messages above
 /// it, before the persister asks the server and the stream about it. A
@@ -163,6 +165,77 @@ fn to_send(covered: BTreeMap<u64, Receipt>) -> Vec<Receipt> {
     };
     let highest = covered.into_values().next_back().expect("covered is not empty");
     if highest.dseq == last_delivered.dseq { vec![highest] } else { vec![highest, last_delivered] }
+}
+
+/// Most sequences looked up in the stream per look at a stuck floor.
+const GONE_LOOKUPS: usize = 1000;
+
+/// Finds out what a stuck floor waits on: the server's ack floor (another
+/// persister acked further), the store's ledger (another persister
+/// committed), and whether the stream still holds each sequence the ledger
+/// lacks (a deleted or purged message never comes; one the stream holds is
+/// in someone's hands or due for redelivery, and is waited for).
+pub(crate) async fn unstick(
+    bus: &Bus,
+    store: &Store,
+    consumer: &mut PullConsumer,
+    floor: &mut Floor,
+) -> anyhow::Result<Vec<Receipt>> {
+    let server = consumer.info().await.context("persister consumer info")?.ack_floor.stream_sequence;
+    let first = bus.readings_first().await?;
+    let ledger = store.ledger(READINGS_LEDGER).await?;
+    let highest = floor.highest_held().unwrap_or(0);
+    let mut known = server.max(first.saturating_sub(1));
+    for _ in 0..GONE_LOOKUPS {
+        let from = floor.floor().max(known);
+        let next = ledger.run_end(from + 1).max(from) + 1;
+        if next > highest || bus.readings_holds(next).await? {
+            break;
+        }
+        known = next;
+    }
+    let to_ack = floor.raise(known, &ledger, Instant::now());
+    tracing::debug!(server, first, floor = floor.floor(), "Looked into a stuck ack floor.");
+    Ok(to_ack)
+}
+
+/// Looks for messages a cumulative consumer holds pending at or below its
+/// ack floor: no ack can clear them, and they would be redelivered every ack
+/// wait for ever (nats-server 2.9 after it was killed and restarted under
+/// load; docs/nats.md). Seen twice in a row, the consumer is made again
+/// after its floor; the ledger skips what comes again.
+#[derive(Debug, Default)]
+pub(crate) struct Stranded {
+    last: Option<Instant>,
+    seen: u32,
+}
+
+/// How often the consumer is looked at for stranded messages.
+const STRANDED_EVERY: Duration = Duration::from_secs(5);
+
+impl Stranded {
+    pub(crate) fn due(&self) -> bool {
+        self.last.is_none_or(|at| at.elapsed() >= STRANDED_EVERY)
+    }
+
+    /// Looks once; a consumer made again is pulled from again by `fetch`.
+    pub(crate) async fn check(&mut self, bus: &Bus, consumer: &mut PullConsumer) -> anyhow::Result<()> {
+        self.last = Some(Instant::now());
+        let info = consumer.info().await.context("persister consumer info")?;
+        let stranded = stranded(info.num_ack_pending, info.ack_floor.stream_sequence, info.delivered.stream_sequence);
+        self.seen = if stranded { self.seen + 1 } else { 0 };
+        if self.seen >= 2 {
+            let pending = info.num_ack_pending;
+            let floor = vigia_bus::remake_consumer(bus.jetstream(), READINGS, "persister").await?;
+            tracing::warn!(
+                pending,
+                floor,
+                "Messages were pending below the consumer's ack floor; made the consumer again after it."
+            );
+            self.seen = 0;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

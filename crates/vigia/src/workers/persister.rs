@@ -28,15 +28,13 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-use async_nats::jetstream::consumer::PullConsumer;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use vigia_bus::{Batcher, Bus, Delivery, READINGS, Receipt};
 use vigia_domain::{Change, EventId, LogEvent, Projection, StoredEvent, Tag, decode_message, mark_backfill};
 use vigia_store::{ChangeOutcome, Store, StoreError, Writer};
 
-use super::acks::{Acks, Floor, stranded};
+use super::acks::{Acks, Stranded, unstick};
 use super::retention::Retainer;
 use super::{ack_all, isolate, retry_backoff};
 
@@ -469,75 +467,4 @@ async fn send_acks(bus: &Bus, receipts: Vec<Receipt>, acking: &mut Option<tokio:
             tracing::warn!(error = %format_args!("{e:#}"), "Acks failed; the ledger skips the redelivery.");
         }
     }));
-}
-
-/// Most sequences looked up in the stream per look at a stuck floor.
-const GONE_LOOKUPS: usize = 1000;
-
-/// Finds out what a stuck floor waits on: the server's ack floor (another
-/// persister acked further), the store's ledger (another persister
-/// committed), and whether the stream still holds each sequence the ledger
-/// lacks (a deleted or purged message never comes; one the stream holds is
-/// in someone's hands or due for redelivery, and is waited for).
-async fn unstick(
-    bus: &Bus,
-    store: &Store,
-    consumer: &mut PullConsumer,
-    floor: &mut Floor,
-) -> anyhow::Result<Vec<Receipt>> {
-    let server = consumer.info().await.context("persister consumer info")?.ack_floor.stream_sequence;
-    let first = bus.readings_first().await?;
-    let ledger = store.ledger(READINGS_LEDGER).await?;
-    let highest = floor.highest_held().unwrap_or(0);
-    let mut known = server.max(first.saturating_sub(1));
-    for _ in 0..GONE_LOOKUPS {
-        let from = floor.floor().max(known);
-        let next = ledger.run_end(from + 1).max(from) + 1;
-        if next > highest || bus.readings_holds(next).await? {
-            break;
-        }
-        known = next;
-    }
-    let to_ack = floor.raise(known, &ledger, Instant::now());
-    tracing::debug!(server, first, floor = floor.floor(), "Looked into a stuck ack floor.");
-    Ok(to_ack)
-}
-
-/// Looks for messages a cumulative consumer holds pending at or below its
-/// ack floor: no ack can clear them, and they would be redelivered every ack
-/// wait for ever (nats-server 2.9 after it was killed and restarted under
-/// load; docs/nats.md). Seen twice in a row, the consumer is made again
-/// after its floor; the ledger skips what comes again.
-#[derive(Debug, Default)]
-struct Stranded {
-    last: Option<Instant>,
-    seen: u32,
-}
-
-/// How often the consumer is looked at for stranded messages.
-const STRANDED_EVERY: Duration = Duration::from_secs(5);
-
-impl Stranded {
-    fn due(&self) -> bool {
-        self.last.is_none_or(|at| at.elapsed() >= STRANDED_EVERY)
-    }
-
-    /// Looks once; a consumer made again is pulled from again by `fetch`.
-    async fn check(&mut self, bus: &Bus, consumer: &mut PullConsumer) -> anyhow::Result<()> {
-        self.last = Some(Instant::now());
-        let info = consumer.info().await.context("persister consumer info")?;
-        let stranded = stranded(info.num_ack_pending, info.ack_floor.stream_sequence, info.delivered.stream_sequence);
-        self.seen = if stranded { self.seen + 1 } else { 0 };
-        if self.seen >= 2 {
-            let pending = info.num_ack_pending;
-            let floor = vigia_bus::remake_consumer(bus.jetstream(), READINGS, "persister").await?;
-            tracing::warn!(
-                pending,
-                floor,
-                "Messages were pending below the consumer's ack floor; made the consumer again after it."
-            );
-            self.seen = 0;
-        }
-        Ok(())
-    }
 }

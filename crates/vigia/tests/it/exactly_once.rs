@@ -33,6 +33,17 @@ async fn cumulative_env() -> TestEnv {
     env
 }
 
+/// Asserts the store holds `events` events, projections equal to a scan,
+/// and the ledger exactly the sequences `ranges`.
+async fn assert_stored(env: &TestEnv, events: u64, ranges: &[(u64, u64)]) {
+    assert_eq!(assert_consistent(&env.store).await, events);
+    assert_eq!(ledger_ranges(env).await, ranges);
+}
+
+async fn ledger_ranges(env: &TestEnv) -> Vec<(u64, u64)> {
+    env.store.ledger(READINGS_LEDGER).await.unwrap().ranges
+}
+
 async fn publish_readings(env: &TestEnv, n: usize) {
     for i in 0..n {
         let payload = format!(r#"{{"value": {}, "timestamp": {}}}"#, i % 97, 1_700_000_000_000i64 + i as i64 * 1000);
@@ -198,8 +209,7 @@ async fn a_cumulative_ack_never_covers_a_message_nobody_stored() {
     busy.cancel();
     drop(held.await.unwrap());
     env.drained(READINGS, "persister").await;
-    assert_eq!(assert_consistent(&env.store).await, 80);
-    assert_eq!(env.store.ledger(READINGS_LEDGER).await.unwrap().ranges, [(1, 80)]);
+    assert_stored(&env, 80, &[(1, 80)]).await;
     running.shutdown().await;
 }
 
@@ -213,8 +223,7 @@ async fn the_ack_floor_passes_a_message_deleted_from_the_stream() {
     env.drained(READINGS, "persister").await;
     let mut consumer = env.consumer(READINGS, "persister").await;
     assert_eq!(consumer.info().await.unwrap().ack_floor.stream_sequence, 10);
-    assert_eq!(assert_consistent(&env.store).await, 9);
-    assert_eq!(env.store.ledger(READINGS_LEDGER).await.unwrap().ranges, [(1, 3), (5, 10)]);
+    assert_stored(&env, 9, &[(1, 3), (5, 10)]).await;
     running.shutdown().await;
 }
 
@@ -248,8 +257,7 @@ async fn a_consumer_acking_each_message_becomes_cumulative_and_resumes_after_its
     let running = env.run(persister_only());
     env.drained(READINGS, "persister").await;
     assert_eq!(consumer.info().await.unwrap().ack_floor.stream_sequence, 15);
-    assert_eq!(assert_consistent(&env.store).await, 5);
-    assert_eq!(env.store.ledger(READINGS_LEDGER).await.unwrap().ranges, [(11, 15)]);
+    assert_stored(&env, 5, &[(11, 15)]).await;
     running.shutdown().await;
 }
 
@@ -275,7 +283,7 @@ async fn a_remade_consumer_starts_after_its_ack_floor_with_nothing_pending() {
     // A persister stores 7..=10 (1..=6 were acknowledged, so not this store's).
     let running = env.run(persister_only());
     env.drained(READINGS, "persister").await;
-    assert_eq!(env.store.ledger(READINGS_LEDGER).await.unwrap().ranges, [(7, 10)]);
+    assert_eq!(ledger_ranges(&env).await, [(7, 10)]);
     // Made again under a running persister (as it does itself): its pull goes on.
     assert_eq!(vigia_bus::remake_consumer(env.bus.jetstream(), READINGS, "persister").await.unwrap(), 10);
     publish_readings(&env, 5).await;
@@ -284,6 +292,6 @@ async fn a_remade_consumer_starts_after_its_ack_floor_with_nothing_pending() {
     })
     .await;
     env.drained(READINGS, "persister").await;
-    assert_eq!(env.store.ledger(READINGS_LEDGER).await.unwrap().ranges, [(7, 15)]);
+    assert_eq!(ledger_ranges(&env).await, [(7, 15)]);
     running.shutdown().await;
 }

@@ -48,7 +48,7 @@ fn publish(c: &mut Criterion) {
                 let mut acks = Vec::with_capacity(IN_FLIGHT as usize);
                 for i in first..first + IN_FLIGHT {
                     let id = format!("bench-{i}");
-                    acks.push(publisher.send(subject.into(), None, payload.clone(), Some(&id)).await.unwrap());
+                    acks.push(publisher.send(subject, None, payload.clone(), Some(&id)).await.unwrap());
                 }
                 for ack in acks {
                     ack.await.unwrap();

@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 
-pub use async_nats::HeaderMap;
 pub use async_nats::jetstream::context::PublishAckFuture;
+pub use async_nats::{HeaderMap, Subject};
 pub use consume::{Batcher, Delivery, Receipt};
 pub use group::{GroupLimits, GroupPublisher, Part, Placed};
 pub use io::{BlockingReader, ChunkReader, Chunks};

@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use async_nats::HeaderMap;
 use async_nats::jetstream::{self, context::PublishAckFuture, message::PublishMessage};
+use async_nats::{HeaderMap, Subject};
 use bytes::Bytes;
 use vigia_domain::{BatchItem, EVENT_HEADER, READINGS_RECORDED, VERSION_HEADER, encode_batch};
 
@@ -43,13 +43,16 @@ impl Publisher {
 
     /// Sends one message and returns the future of its acknowledgement, so
     /// callers can keep many in flight.
+    ///
+    /// A [`Subject`] a caller keeps (a device's, say) is sent without a copy.
     pub async fn send(
         &self,
-        subject: String,
+        subject: impl Into<Subject>,
         headers: Option<HeaderMap>,
         payload: Bytes,
         message_id: Option<&str>,
     ) -> Result<PublishAckFuture, PublishError> {
+        let subject: Subject = subject.into();
         let mut msg = PublishMessage::build().payload(payload);
         if let Some(h) = headers {
             msg = msg.headers(h);
@@ -57,7 +60,10 @@ impl Publisher {
         if let Some(id) = message_id {
             msg = msg.message_id(id);
         }
-        self.js.send_publish(subject.clone(), msg).await.map_err(|e| PublishError { subject, reason: e.to_string() })
+        self.js
+            .send_publish(subject.clone(), msg)
+            .await
+            .map_err(|e| PublishError { subject: subject.to_string(), reason: e.to_string() })
     }
 
     /// Publishes and waits for the stream's acknowledgement.

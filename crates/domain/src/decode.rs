@@ -4,7 +4,12 @@
 //! reading that carries the reason and the raw bytes, because a message that
 //! reached the stream must be stored (design: nothing is lost).
 
-use serde_json::{Map, Value as Json};
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::Value as Json;
 
 use crate::reading::{Reading, Status, Value};
 use crate::tag::Tag;
@@ -20,17 +25,17 @@ pub fn decode_payload(tag: &Tag, payload: &[u8], broker_ms: i64) -> Reading {
     if payload.iter().all(u8::is_ascii_whitespace) {
         return Reading::error(tag.clone(), broker_ms, "empty payload", payload);
     }
-    let json: Json = match serde_json::from_slice(payload) {
-        Ok(json) => json,
+    let parsed: Parsed = match serde_json::from_slice(payload) {
+        Ok(parsed) => parsed,
         Err(e) => {
             let reason = format!("payload is not JSON: {e}");
             return Reading::error(tag.clone(), broker_ms, reason, payload);
         }
     };
-    match json {
-        Json::Object(map) => decode_object(tag, map, broker_ms, payload),
+    match parsed {
+        Parsed::Object(fields) => decode_object(tag, fields, broker_ms, payload),
         // `nats pub brasil.sul.s1 42.5` and `nats pub brasil.sul.s1 '"42"'`.
-        bare @ (Json::Number(_) | Json::String(_)) => {
+        Parsed::Other(bare @ (Json::Number(_) | Json::String(_))) => {
             let mut reading = Reading::number(tag.clone(), broker_ms, 0.0);
             apply_value(&mut reading, Some(&bare), "value");
             if reading.status == Status::Error {
@@ -38,56 +43,184 @@ pub fn decode_payload(tag: &Tag, payload: &[u8], broker_ms: i64) -> Reading {
             }
             reading
         }
-        other => {
+        Parsed::Other(other) => {
             let reason = format!("payload must be a JSON object like {{\"value\": 42.5}}, got {}", kind(&other));
             Reading::error(tag.clone(), broker_ms, reason, payload)
         }
     }
 }
 
-fn decode_object(tag: &Tag, map: Map<String, Json>, broker_ms: i64, payload: &[u8]) -> Reading {
+fn decode_object(tag: &Tag, fields: Fields, broker_ms: i64, payload: &[u8]) -> Reading {
     let mut reading = Reading::number(tag.clone(), broker_ms, 0.0);
-    let (value_field, value) = match (map.get("value"), map.get("valor")) {
+    let (value_field, value) = match (&fields.value, &fields.valor) {
         (Some(v), _) => ("value", Some(v)),
         (None, Some(v)) => ("valor", Some(v)),
         (None, None) => ("value", None),
     };
     apply_value(&mut reading, value, value_field);
 
-    let ts = ["timestamp", "ts", "time"].into_iter().find_map(|k| map.get(k).map(|v| (k, v)));
+    let ts = [("timestamp", &fields.timestamp), ("ts", &fields.ts), ("time", &fields.time)]
+        .into_iter()
+        .find_map(|(k, v)| v.as_ref().map(|v| (k, v)));
     if let Some((field, ts)) = ts {
         match timestamp_of(ts) {
             Ok(ms) => reading.ts_ms = ms,
             Err(why) => fail(&mut reading, format!("`{field}` {why}")),
         }
     }
-    if let Some(unit) = map.get("unit") {
+    if let Some(unit) = &fields.unit {
         match unit {
             Json::String(u) if !u.trim().is_empty() => reading.unit = Some(clip(u.trim())),
             Json::String(_) | Json::Null => {}
             other => reading.unit = Some(clip(&other.to_string())),
         }
     }
-    // The map is ours: its keys and strings move into the metadata (a copy
-    // of each was three allocations per device reading).
-    for (key, v) in map {
-        if matches!(key.as_str(), "value" | "valor" | "timestamp" | "ts" | "time" | "unit") {
-            continue;
-        }
-        if reading.meta.len() >= META_LIMIT {
-            break;
-        }
-        let text = match v {
-            Json::String(s) => s,
-            n @ (Json::Number(_) | Json::Bool(_)) => n.to_string(),
-            _ => continue,
-        };
-        reading.meta.insert(clipped(key), clipped(text));
-    }
+    reading.meta = fields.meta;
     if reading.status == Status::Error {
         reading.raw = Some(payload.to_vec());
     }
     reading
+}
+
+/// A payload as read in one pass: an object's fields, or any other JSON value.
+enum Parsed {
+    Object(Fields),
+    /// Not an object (an array stands for itself only by its kind).
+    Other(Json),
+}
+
+/// A payload object's fields: those a reading is made of, and the rest as
+/// metadata. Read straight from the bytes rather than through a
+/// `serde_json::Map`, whose owned keys and tree nodes were most of the
+/// decoding of a device reading (docs/performance.md). As in a map, a
+/// repeated key takes its last value.
+#[derive(Default)]
+struct Fields {
+    value: Option<Json>,
+    valor: Option<Json>,
+    timestamp: Option<Json>,
+    ts: Option<Json>,
+    time: Option<Json>,
+    unit: Option<Json>,
+    /// Strings, numbers and booleans of the other keys, cut to
+    /// [`META_VALUE_LIMIT`]; the [`META_LIMIT`] first keys in key order.
+    meta: BTreeMap<String, String>,
+}
+
+impl Fields {
+    fn other(&mut self, key: Cow<'_, str>, v: Json) {
+        let text = match v {
+            Json::String(s) => s,
+            n @ (Json::Number(_) | Json::Bool(_)) => n.to_string(),
+            _ => {
+                self.meta.remove(key.as_ref());
+                return;
+            }
+        };
+        self.meta.insert(clipped(key.into_owned()), clipped(text));
+        if self.meta.len() > META_LIMIT {
+            self.meta.pop_last();
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Parsed {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Parsed, D::Error> {
+        d.deserialize_any(ParsedVisitor)
+    }
+}
+
+struct ParsedVisitor;
+
+impl<'de> Visitor<'de> for ParsedVisitor {
+    type Value = Parsed;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Parsed, A::Error> {
+        let mut fields = Fields::default();
+        while let Some(Key(key)) = map.next_key()? {
+            let slot = match key.as_ref() {
+                "value" => &mut fields.value,
+                "valor" => &mut fields.valor,
+                "timestamp" => &mut fields.timestamp,
+                "ts" => &mut fields.ts,
+                "time" => &mut fields.time,
+                "unit" => &mut fields.unit,
+                _ => {
+                    let v = map.next_value()?;
+                    fields.other(key, v);
+                    continue;
+                }
+            };
+            *slot = Some(map.next_value()?);
+        }
+        Ok(Parsed::Object(fields))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Parsed, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Parsed::Other(Json::Array(Vec::new())))
+    }
+
+    fn visit_bool<E>(self, b: bool) -> Result<Parsed, E> {
+        Ok(Parsed::Other(Json::Bool(b)))
+    }
+
+    fn visit_i64<E>(self, n: i64) -> Result<Parsed, E> {
+        Ok(Parsed::Other(Json::from(n)))
+    }
+
+    fn visit_u64<E>(self, n: u64) -> Result<Parsed, E> {
+        Ok(Parsed::Other(Json::from(n)))
+    }
+
+    fn visit_f64<E>(self, n: f64) -> Result<Parsed, E> {
+        Ok(Parsed::Other(Json::from(n)))
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<Parsed, E> {
+        Ok(Parsed::Other(Json::String(s.to_owned())))
+    }
+
+    fn visit_string<E>(self, s: String) -> Result<Parsed, E> {
+        Ok(Parsed::Other(Json::String(s)))
+    }
+
+    fn visit_unit<E>(self) -> Result<Parsed, E> {
+        Ok(Parsed::Other(Json::Null))
+    }
+}
+
+/// An object key, borrowed from the payload unless it holds escapes.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Key<'de>, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string key")
+            }
+
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(s)))
+            }
+
+            fn visit_str<E>(self, s: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(s.to_owned())))
+            }
+
+            fn visit_string<E>(self, s: String) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(s)))
+            }
+        }
+        d.deserialize_str(KeyVisitor)
+    }
 }
 
 fn apply_value(reading: &mut Reading, value: Option<&Json>, field: &str) {
@@ -270,6 +403,28 @@ mod tests {
         assert_eq!(r.meta["batch"], "7");
         assert_eq!(r.meta["ok"], "true");
         assert!(!r.meta.contains_key("nested"), "objects are not metadata");
+    }
+
+    #[test]
+    fn repeated_keys_take_their_last_value_and_metadata_keeps_the_first_keys_in_order() {
+        let tag = Tag::parse("brasil.sul.s1").unwrap();
+        let keys: Vec<String> = (0..20).rev().map(|i| format!(r#""k{i:02}": "v{i}""#)).collect();
+        let payload = format!(
+            r#"{{"value": 1, "id": "a", "id": "b", "gone": "x", "gone": {{}}, "value": 2, {}}}"#,
+            keys.join(", ")
+        );
+        let r = decode_payload(&tag, payload.as_bytes(), 0);
+        assert_eq!((r.value, r.status), (Value::Number(2.0), Status::Ok));
+        assert_eq!(r.meta.len(), META_LIMIT);
+        assert_eq!(r.meta["id"], "b");
+        assert!(!r.meta.contains_key("gone"), "its last value is an object");
+        let kept: Vec<&str> = r.meta.keys().map(String::as_str).collect();
+        let mut expected: Vec<String> = (0..15).map(|i| format!("k{i:02}")).collect();
+        expected.push("id".into());
+        expected.sort();
+        assert_eq!(kept, expected, "the first keys in key order, wherever they stood");
+        let escaped = decode_payload(&tag, br#"{"value": 1, "caf\u00e9": "ok"}"#, 0);
+        assert_eq!(escaped.meta["caf\u{e9}"], "ok", "a key with escapes");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use futures::stream::FuturesUnordered;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio_util::sync::CancellationToken;
-use vigia_bus::HeaderMap;
+use vigia_bus::{HeaderMap, Subject};
 use vigia_bus::{PublishAckFuture, PublishError, Publisher};
 use vigia_domain::{BatchItem, ItemValue, Tag, batch_subject};
 
@@ -85,6 +85,8 @@ pub struct SimReport {
 
 struct Sensor {
     tag: Tag,
+    /// The tag as a subject, made once: each publish shares it.
+    subject: Subject,
     value: f64,
 }
 
@@ -122,7 +124,7 @@ pub async fn run(publisher: Publisher, config: SimConfig, stop: CancellationToke
     let mut rng = config.seed.map_or_else(StdRng::from_os_rng, StdRng::seed_from_u64);
     let mut sensors: Vec<Sensor> = fleet(&config)?
         .into_iter()
-        .map(|tag| Sensor { tag, value: rng.random_range(config.min..config.max) })
+        .map(|tag| Sensor { subject: tag.as_str().into(), tag, value: rng.random_range(config.min..config.max) })
         .collect();
     if sensors.is_empty() {
         return Ok(SimReport { readings: 0, messages: 0, elapsed: Duration::ZERO });
@@ -138,7 +140,8 @@ pub async fn run(publisher: Publisher, config: SimConfig, stop: CancellationToke
     // Resent publishes and paced ones stay tasks, so each is confirmed as
     // soon as it can be.
     let pipelined = !config.message_ids && per_second == 0.0;
-    let mut acks: VecDeque<(String, PublishAckFuture)> = VecDeque::new();
+    let mut acks: VecDeque<(Subject, PublishAckFuture)> = VecDeque::new();
+    let mut chunk: Vec<(usize, Option<f64>)> = Vec::with_capacity(per_message);
     let mut in_flight = FuturesUnordered::new();
     let (mut readings, mut messages, mut next_sensor) = (0u64, 0u64, 0usize);
     let mut last_report = (Instant::now(), 0u64);
@@ -160,10 +163,10 @@ pub async fn run(publisher: Publisher, config: SimConfig, stop: CancellationToke
         while readings < due {
             let n = ((due - readings) as usize).min(per_message);
             let now_ms = chrono_now_ms();
-            let root = sensors[next_sensor].tag.root().to_owned();
-            let mut chunk: Vec<(usize, Option<f64>)> = Vec::with_capacity(n);
             // A batch stays under one root: device permissions are per root.
-            while chunk.len() < n && sensors[next_sensor].tag.root() == root {
+            let root = (n > 1).then(|| sensors[next_sensor].tag.root().to_owned());
+            chunk.clear();
+            while chunk.len() < n && root.as_deref().is_none_or(|r| sensors[next_sensor].tag.root() == r) {
                 let i = next_sensor;
                 next_sensor = (next_sensor + 1) % sensors.len();
                 let s = &mut sensors[i];
@@ -179,7 +182,7 @@ pub async fn run(publisher: Publisher, config: SimConfig, stop: CancellationToke
             } else {
                 let (i, v) = chunk[0];
                 let tag = &sensors[i].tag;
-                (tag.to_string(), None, device_payload(tag, v, now_ms, messages))
+                (sensors[i].subject.clone(), None, device_payload(tag, v, now_ms, messages))
             };
             if pipelined {
                 let ack = publisher.send(subject.clone(), headers, payload, None).await?;
@@ -188,8 +191,8 @@ pub async fn run(publisher: Publisher, config: SimConfig, stop: CancellationToke
                 let p = publisher.clone();
                 in_flight.push(async move {
                     match message_id {
-                        Some(id) => p.publish_retrying(subject, headers, payload, &id, PATIENCE).await,
-                        None => p.publish(subject, headers, payload, None).await,
+                        Some(id) => p.publish_retrying(subject.to_string(), headers, payload, &id, PATIENCE).await,
+                        None => p.publish(subject.to_string(), headers, payload, None).await,
                     }
                 });
             }
@@ -230,10 +233,10 @@ pub async fn run(publisher: Publisher, config: SimConfig, stop: CancellationToke
 }
 
 /// Waits for a sent publish's acknowledgement.
-async fn confirmed(subject: String, ack: PublishAckFuture) -> Result<(), PublishError> {
+async fn confirmed(subject: Subject, ack: PublishAckFuture) -> Result<(), PublishError> {
     match ack.await {
         Ok(_) => Ok(()),
-        Err(e) => Err(PublishError { subject, reason: e.to_string() }),
+        Err(e) => Err(PublishError { subject: subject.to_string(), reason: e.to_string() }),
     }
 }
 
@@ -268,7 +271,7 @@ fn device_payload(tag: &Tag, value: Option<f64>, now_ms: i64, n: u64) -> Bytes {
     Bytes::from(json)
 }
 
-type Message = (String, Option<HeaderMap>, Bytes);
+type Message = (Subject, Option<HeaderMap>, Bytes);
 
 fn encode_batch(sensors: &[Sensor], chunk: &[(usize, Option<f64>)], now_ms: i64) -> Message {
     let items: Vec<BatchItem> = chunk
@@ -283,7 +286,7 @@ fn encode_batch(sensors: &[Sensor], chunk: &[(usize, Option<f64>)], now_ms: i64)
         .collect();
     let subject = batch_subject(chunk.iter().map(|(i, _)| &sensors[*i].tag)).expect("chunks hold readings of one root");
     let (headers, payload) = Publisher::batch_message(&items);
-    (subject, Some(headers), payload)
+    (subject.into(), Some(headers), payload)
 }
 
 #[cfg(test)]

@@ -19,10 +19,12 @@
 //! reaches it. If the persister stops first, it is redelivered and the
 //! ledger skips it: late acks cost a redelivery, never a double count.
 //!
-//! Opt-in: the shipped consumer acks each message (`"explicit"`), and is
-//! acked message by message. With nats-server 2.9 a server killed and
-//! restarted under load brought a consumer back with messages pending below
-//! its ack floor, which no cumulative ack can clear (docs/nats.md).
+//! The shipped consumer takes cumulative acks; one set to `"explicit"` is
+//! acked message by message ([`Acks::Each`]). With nats-server 2.9 a server
+//! killed and restarted under load brought a consumer back with messages
+//! pending below its ack floor, which no cumulative ack can clear, so a
+//! persister remakes such a consumer after its floor ([`Stranded`],
+//! docs/nats.md).
 
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;

@@ -22,9 +22,9 @@
 //! sequence the ledger holds is skipped, and the ledger moves in the same
 //! transaction as the changes, so a crash between commit and ack, a
 //! redelivery, or a second persister on the same consumer never counts twice.
-//! Acks are one per message, or, with the opt-in `"ack_policy": "all"`, one
-//! per flush that never passes a sequence the ledger lacks (`acks.rs`), so
-//! they cannot acknowledge a message nobody stored.
+//! Acks are one per flush (the shipped `"ack_policy": "all"`) that never
+//! passes a sequence the ledger lacks (`acks.rs`), so they cannot
+//! acknowledge a message nobody stored; or one per message (`"explicit"`).
 
 use std::time::{Duration, Instant};
 

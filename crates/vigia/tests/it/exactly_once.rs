@@ -1,9 +1,10 @@
 //! The persister's invariant: stored events equal distinct published
 //! messages, and counters and rollups equal a scan, after (a) redelivery,
 //! (b) a crash between commit and ack, (c) two persisters on one consumer.
-//! And its cumulative acks (`workers/acks.rs`): never past a message nobody
-//! stored, past one deleted from the stream, and a consumer that acked each
-//! message becomes cumulative without losing or doubling anything.
+//! And its cumulative acks (`workers/acks.rs`, the shipped `"ack_policy":
+//! "all"`): never past a message nobody stored, past one deleted from the
+//! stream, and a consumer that acked each message (`"explicit"`) becomes
+//! cumulative without losing or doubling anything.
 
 use std::time::Duration;
 
@@ -14,22 +15,30 @@ use vigia::workers::persister::{READINGS_LEDGER, apply_batch};
 use vigia_bus::{Batcher, Delivery, READINGS, Receipt, Topology};
 use vigia_sim::SimConfig;
 
-/// The repository's topology with the persister's consumer taking
-/// cumulative acks (`"ack_policy": "all"`, the opt-in of docs/nats.md).
-fn cumulative(env: &TestEnv) -> Topology {
+/// The repository's topology with the persister's consumer taking `acks`.
+fn acking(env: &TestEnv, acks: AckPolicy) -> Topology {
     let mut t = Topology::load(&env.config.nats.dir, &env.config.nats.roots).unwrap();
     let persister = t.consumer_mut("persister").unwrap();
     persister.ack_wait = TEST_ACK_WAIT;
-    persister.ack_policy = AckPolicy::All;
+    persister.ack_policy = acks;
     t
 }
 
-/// A fresh environment whose persister consumer takes cumulative acks.
+/// A fresh environment whose persister consumer takes cumulative acks, as
+/// the shipped `nats/consumers/readings/persister.json` makes it.
 async fn cumulative_env() -> TestEnv {
     let env = TestEnv::start().await;
-    cumulative(&env).apply(env.bus.jetstream()).await.expect("the cumulative topology applies");
     let mut consumer = env.consumer(READINGS, "persister").await;
-    assert_eq!(consumer.info().await.unwrap().config.ack_policy, AckPolicy::All);
+    assert_eq!(consumer.info().await.unwrap().config.ack_policy, AckPolicy::All, "the shipped default");
+    env
+}
+
+/// A fresh environment whose persister consumer takes one ack per message.
+async fn per_message_env() -> TestEnv {
+    let env = TestEnv::start().await;
+    acking(&env, AckPolicy::Explicit).apply(env.bus.jetstream()).await.expect("the per-message topology applies");
+    let mut consumer = env.consumer(READINGS, "persister").await;
+    assert_eq!(consumer.info().await.unwrap().config.ack_policy, AckPolicy::Explicit);
     env
 }
 
@@ -123,7 +132,15 @@ async fn redelivered_messages_are_not_counted_twice() {
 
 #[tokio::test]
 async fn crash_between_commit_and_ack_does_not_double_count() {
-    let env = TestEnv::start().await;
+    crash_between_commit_and_ack(cumulative_env().await).await;
+}
+
+#[tokio::test]
+async fn crash_between_commit_and_ack_does_not_double_count_acking_each_message() {
+    crash_between_commit_and_ack(per_message_env().await).await;
+}
+
+async fn crash_between_commit_and_ack(env: TestEnv) {
     publish_readings(&env, 80).await;
     let batch = commit_without_ack(&env, 80).await;
     assert_eq!(batch.len(), 80);
@@ -141,7 +158,15 @@ async fn crash_between_commit_and_ack_does_not_double_count() {
 
 #[tokio::test]
 async fn two_persisters_on_one_consumer_store_everything_once() {
-    let env = TestEnv::start().await;
+    two_persisters_on_one_consumer(cumulative_env().await).await;
+}
+
+#[tokio::test]
+async fn two_persisters_on_one_consumer_store_everything_once_acking_each_message() {
+    two_persisters_on_one_consumer(per_message_env().await).await;
+}
+
+async fn two_persisters_on_one_consumer(env: TestEnv) {
     let first = env.run(persister_only());
     let second = env.run(persister_only());
     // Device messages and batch envelopes, published while both persisters pull.
@@ -229,10 +254,8 @@ async fn the_ack_floor_passes_a_message_deleted_from_the_stream() {
 
 #[tokio::test]
 async fn a_consumer_acking_each_message_becomes_cumulative_and_resumes_after_its_floor() {
-    // The persister's consumer as the shipped files make it: an ack per message.
-    let env = TestEnv::start().await;
-    let mut consumer = env.consumer(READINGS, "persister").await;
-    assert_eq!(consumer.info().await.unwrap().config.ack_policy, AckPolicy::Explicit);
+    // The persister's consumer as files before cumulative acks made it.
+    let env = per_message_env().await;
     publish_readings(&env, 15).await;
     // It acked 1..=10 one by one (what it stored then is in another store).
     let first = take(&env, 10).await;
@@ -242,14 +265,14 @@ async fn a_consumer_acking_each_message_becomes_cumulative_and_resumes_after_its
     }
     drop(first);
 
-    cumulative(&env).apply(env.bus.jetstream()).await.expect("the topology applies over the old consumer");
+    acking(&env, AckPolicy::All).apply(env.bus.jetstream()).await.expect("the topology applies over the old consumer");
     let mut consumer = env.consumer(READINGS, "persister").await;
     let info = consumer.info().await.unwrap().clone();
     assert_eq!(info.config.ack_policy, AckPolicy::All);
     assert_eq!(info.config.deliver_policy, DeliverPolicy::ByStartSequence { start_sequence: 11 });
     assert_eq!(info.num_pending, 5, "resumes after the old ack floor: {info:?}");
     // Applying again (every start does) keeps it as it is.
-    cumulative(&env).apply(env.bus.jetstream()).await.expect("the topology applies again");
+    acking(&env, AckPolicy::All).apply(env.bus.jetstream()).await.expect("the topology applies again");
     let info = consumer.info().await.unwrap().clone();
     assert_eq!(info.config.deliver_policy, DeliverPolicy::ByStartSequence { start_sequence: 11 });
     assert_eq!(info.num_pending, 5);

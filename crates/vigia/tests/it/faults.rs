@@ -148,7 +148,7 @@ impl SteadyLoad {
     /// leader), then starts the persister and the simulator, and returns once
     /// 800 readings are in the stream.
     async fn start(config: &Config, seed: u64) -> SteadyLoad {
-        SteadyLoad::start_acking(config, seed, AckPolicy::Explicit).await
+        SteadyLoad::start_acking(config, seed, AckPolicy::All).await
     }
 
     /// Like [`SteadyLoad::start`] with the persister's consumer taking `acks`.
@@ -230,10 +230,10 @@ async fn acknowledged_publishes_survive_a_nats_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn acknowledged_publishes_survive_a_nats_restart_with_cumulative_acks() {
+async fn acknowledged_publishes_survive_a_nats_restart_acking_each_message() {
     let _turn = alone().await;
     let mut nats = NatsServer::start();
-    let load = SteadyLoad::start_acking(&test_config(nats.url()), 4, AckPolicy::All).await;
+    let load = SteadyLoad::start_acking(&test_config(nats.url()), 4, AckPolicy::Explicit).await;
     tokio::task::block_in_place(|| nats.restart());
     load.finish().await;
 }

@@ -68,7 +68,7 @@ impl From<&StoredEvent> for EventOut {
             status: r.status.as_str(),
             reason: r.reason.clone(),
             timestamp: r.ts_ms,
-            meta: r.meta.clone(),
+            meta: r.meta.to_map(),
             raw,
             raw_hex,
             backfill: r.backfill,

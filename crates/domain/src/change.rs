@@ -55,7 +55,7 @@ impl Change {
             ts: Some(old.ts_ms),
             value: c.value.clone(),
             unit: c.unit.clone(),
-            meta: old.meta.clone(),
+            meta: old.meta.to_map(),
         };
         Some(crate::envelope::item_to_reading(&old.tag, item, old.ts_ms))
     }

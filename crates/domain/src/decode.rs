@@ -75,7 +75,7 @@ fn decode_object(tag: &Tag, fields: Fields, broker_ms: i64, payload: &[u8]) -> R
             other => reading.unit = Some(clip(&other.to_string())),
         }
     }
-    reading.meta = fields.meta;
+    reading.meta = fields.meta.into();
     if reading.status == Status::Error {
         reading.raw = Some(payload.to_vec());
     }

@@ -79,7 +79,7 @@ impl From<&Reading> for BatchItem {
                 Value::Empty => None,
             },
             unit: r.unit.clone(),
-            meta: r.meta.clone(),
+            meta: r.meta.to_map(),
         }
     }
 }
@@ -200,7 +200,7 @@ pub(crate) fn item_to_reading(subject_tag: &Tag, item: BatchItem, broker_ms: i64
     }
     let mut reading = Reading::number(tag, ts, 0.0);
     reading.unit = item.unit;
-    reading.meta = item.meta;
+    reading.meta = item.meta.into();
     let (value, reason) = match item.value {
         Some(ItemValue::Number(n)) if n.is_finite() => (Value::Number(n), None),
         Some(ItemValue::Number(_)) => (Value::Empty, Some("value is not a finite number")),

@@ -36,9 +36,10 @@ pub use import::{ImportError, ImportHeader, ImportRow, RowError};
 pub use ledger::Ledger;
 pub use projection::{
     BLOCK_SPAN_MS, Block, BlockExtra, CounterDelta, Projection, RollupDelta, RollupGrain, SensorDelta, StoredEvent,
+    TagDelta,
 };
 pub use query::{Cursor, EventField, EventQuery, Filter, FilterOp, Page, QueryError, SortDirection, SortKey};
-pub use reading::{EventId, Reading, Status, Value, mark_backfill};
+pub use reading::{EventId, Meta, Reading, Status, Value, mark_backfill};
 pub use rules::{
     ACK_SUBJECT_PREFIX, ALERT_ACKNOWLEDGED, AlertAck, AlertChange, AlertEvent, AlertKind, AlertState, Op, RULES_SET,
     RULES_SUBJECT, Rule, RuleError, RulesSet,

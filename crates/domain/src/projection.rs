@@ -5,10 +5,14 @@
 //! pure function (events in, changes out) is what lets us prove that counters
 //! and rollups equal a scan without a broker or a database.
 
+use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
 
-use crate::reading::{EventId, Reading, Status, Value};
+use crate::reading::{EventId, Meta, Reading, Status, Value};
 use crate::tag::Tag;
+use keyed::Keyed;
+
+mod keyed;
 
 /// Span of one time block: events of one tag in one hour share a block per batch.
 pub const BLOCK_SPAN_MS: i64 = 3_600_000;
@@ -50,6 +54,21 @@ impl Block {
 
     pub fn is_empty(&self) -> bool {
         self.seq.is_empty()
+    }
+
+    /// An empty block with room for `n` events.
+    pub fn with_capacity(tag: &str, start_ms: i64, n: usize) -> Block {
+        Block {
+            tag: tag.to_owned(),
+            start_ms,
+            seq: Vec::with_capacity(n),
+            idx: Vec::with_capacity(n),
+            ts: Vec::with_capacity(n),
+            value: Vec::with_capacity(n),
+            status: Vec::with_capacity(n),
+            backfill: Vec::with_capacity(n),
+            extra: Vec::new(),
+        }
     }
 
     /// Appends the events of a later block of the same tag and hour (log
@@ -123,7 +142,7 @@ pub struct BlockExtra {
     pub unit: Option<String>,
     pub reason: Option<String>,
     pub raw: Option<Vec<u8>>,
-    pub meta: BTreeMap<String, String>,
+    pub meta: Meta,
 }
 
 /// Increments of one hierarchical counter (a tag prefix).
@@ -176,6 +195,9 @@ pub struct RollupDelta {
 }
 
 impl RollupDelta {
+    /// Nothing counted: merging a delta into it gives that delta.
+    const EMPTY: RollupDelta = RollupDelta { count: 0, sum: 0.0, min: f64::INFINITY, max: f64::NEG_INFINITY };
+
     fn of(v: f64) -> Self {
         RollupDelta { count: 1, sum: v, min: v, max: v }
     }
@@ -203,6 +225,19 @@ pub struct SensorDelta {
 }
 
 impl SensorDelta {
+    fn of(event: &StoredEvent) -> SensorDelta {
+        let r = &event.reading;
+        SensorDelta {
+            first_seen_ms: r.ts_ms,
+            last_seen_ms: r.ts_ms,
+            last_value: r.value.clone(),
+            last_status: r.status,
+            last_id: event.id,
+            count: 1,
+            errors: u64::from(r.status != Status::Ok),
+        }
+    }
+
     pub fn merge(&mut self, other: &SensorDelta) {
         self.first_seen_ms = self.first_seen_ms.min(other.first_seen_ms);
         if (other.last_seen_ms, other.last_id) > (self.last_seen_ms, self.last_id) {
@@ -216,13 +251,24 @@ impl SensorDelta {
     }
 }
 
-/// Everything one batch changes: new blocks and increments to counters, rollups and registry.
+/// What one batch adds to one tag: its registry entry and its rollups.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TagDelta {
+    pub tag: String,
+    pub sensor: SensorDelta,
+    /// Sorted by grain, then bucket.
+    pub rollups: Vec<(RollupGrain, i64, RollupDelta)>,
+}
+
+/// Everything one batch changes: new blocks and increments to rollups,
+/// registry and traffic. The hierarchical counters follow from the registry
+/// deltas ([`Projection::counters`]), so the hot path does not build them.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Projection {
+    /// Sorted by tag, one per tag.
+    pub tags: Vec<TagDelta>,
+    /// Sorted by tag, then start.
     pub blocks: Vec<Block>,
-    pub counters: BTreeMap<String, CounterDelta>,
-    pub rollups: BTreeMap<(String, RollupGrain, i64), RollupDelta>,
-    pub sensors: BTreeMap<String, SensorDelta>,
     /// Events per root, minute and hour (ok and error alike): the ingest rate.
     pub traffic: BTreeMap<(String, RollupGrain, i64), CounterDelta>,
     pub events: u64,
@@ -231,22 +277,105 @@ pub struct Projection {
 impl Projection {
     /// Projects events (in log order) into the changes they make.
     ///
-    /// The work that depends only on the tag (its prefixes, its root, its
-    /// key strings) is done once per tag, not once per event: a batch holds
-    /// many events of few tags, and this runs on the persister's hot path.
+    /// A pull holds a few readings of each of thousands of tags, so the work
+    /// per tag is what costs: each tag's events are gathered into one run
+    /// without a vector of their own, the tag is copied once per run, and
+    /// the runs are projected in tag order, so every output comes out sorted
+    /// without a sorted map (docs/performance.md).
     pub fn of<'a>(events: impl IntoIterator<Item = &'a StoredEvent>) -> Projection {
-        let mut by_tag: HashMap<&str, Vec<&StoredEvent>> = HashMap::new();
-        let mut count = 0u64;
+        let mut index: HashMap<&str, u32> = HashMap::new();
+        // Each tag's name and number of events, in order of first appearance.
+        let mut runs: Vec<(&str, usize)> = Vec::new();
+        let mut tagged: Vec<(u32, &StoredEvent)> = Vec::new();
         for event in events {
-            by_tag.entry(event.reading.tag.as_str()).or_default().push(event);
-            count += 1;
+            let tag = event.reading.tag.as_str();
+            let run = *index.entry(tag).or_insert_with(|| {
+                runs.push((tag, 0));
+                (runs.len() - 1) as u32
+            });
+            runs[run as usize].1 += 1;
+            tagged.push((run, event));
         }
-        let mut p = Projection { events: count, ..Projection::default() };
-        for (tag, events) in by_tag {
-            p.add_tag(tag, &events);
+        let Some(&(_, first)) = tagged.first() else { return Projection::default() };
+        // Counting sort: each tag's events side by side, in log order.
+        let mut starts: Vec<usize> = runs
+            .iter()
+            .scan(0, |at, (_, n)| {
+                *at += n;
+                Some(*at - n)
+            })
+            .collect();
+        let bounds: Vec<(usize, usize)> = starts.iter().zip(&runs).map(|(s, (_, n))| (*s, s + n)).collect();
+        let mut grouped = vec![first; tagged.len()];
+        for (run, event) in &tagged {
+            grouped[starts[*run as usize]] = event;
+            starts[*run as usize] += 1;
         }
-        p.blocks.sort_by(|a, b| (&a.tag, a.start_ms).cmp(&(&b.tag, b.start_ms)));
+        let mut order: Vec<usize> = (0..runs.len()).collect();
+        order.sort_unstable_by_key(|&i| runs[i].0);
+        let mut p = Projection { events: tagged.len() as u64, ..Projection::default() };
+        p.tags.reserve(runs.len());
+        p.blocks.reserve(runs.len());
+        let mut traffic: HashMap<(&str, RollupGrain, i64), CounterDelta> = HashMap::new();
+        for i in order {
+            let (from, to) = bounds[i];
+            p.add_tag(runs[i].0, &grouped[from..to], &mut traffic);
+        }
+        p.traffic = traffic.into_iter().map(|((root, g, b), c)| ((root.to_owned(), g, b), c)).collect();
         p
+    }
+
+    /// Adds one tag's events (in log order), after every tag before it.
+    fn add_tag<'a>(
+        &mut self,
+        tag: &'a str,
+        events: &[&StoredEvent],
+        traffic: &mut HashMap<(&'a str, RollupGrain, i64), CounterDelta>,
+    ) {
+        let mut blocks: Keyed<i64, Block> = Keyed::new();
+        let mut rollups: Keyed<(RollupGrain, i64), RollupDelta> = Keyed::new();
+        // This tag's share of its root's traffic: ok and errors per bucket.
+        let mut rate: Keyed<(RollupGrain, i64), (u64, u64)> = Keyed::new();
+        let mut sensor = SensorDelta::of(events[0]);
+        for (n, event) in events.iter().enumerate() {
+            let r = &event.reading;
+            if n > 0 {
+                sensor.merge(&SensorDelta::of(event));
+            }
+            let start = r.ts_ms.div_euclid(BLOCK_SPAN_MS) * BLOCK_SPAN_MS;
+            // Sized for the common case, every event of the pull in one hour.
+            let room = if n == 0 { events.len() } else { 0 };
+            blocks.entry(start, || Block::with_capacity(tag, start, room)).push(event);
+            let is_ok = r.status == Status::Ok;
+            for grain in [RollupGrain::Minute, RollupGrain::Hour] {
+                let (ok, error) = rate.entry((grain, grain.floor(r.ts_ms)), || (0, 0));
+                if is_ok {
+                    *ok += 1;
+                } else {
+                    *error += 1;
+                }
+            }
+            if let (true, Some(v)) = (is_ok, r.value.as_number()) {
+                for grain in RollupGrain::ALL {
+                    let d = rollups.entry((grain, grain.floor(r.ts_ms)), || RollupDelta::EMPTY);
+                    d.merge(&RollupDelta::of(v));
+                }
+            }
+        }
+        let mut blocks = blocks.into_entries();
+        blocks.sort_unstable_by_key(|(start, _)| *start);
+        let mut rollups: Vec<(RollupGrain, i64, RollupDelta)> =
+            rollups.into_entries().into_iter().map(|((g, b), d)| (g, b, d)).collect();
+        rollups.sort_unstable_by_key(|(g, b, _)| (*g, *b));
+        let root = tag.split('.').next().unwrap_or(tag);
+        for ((grain, bucket), (ok, error)) in rate.into_entries() {
+            let t =
+                traffic.entry((root, grain, bucket)).or_insert(CounterDelta { depth: 1, ..CounterDelta::default() });
+            t.ok += ok;
+            t.error += error;
+        }
+        self.tags.push(TagDelta { tag: tag.to_owned(), sensor, rollups });
+        self.blocks.extend(blocks.into_iter().map(|(_, b)| b));
     }
 
     /// Adds the projection of the events that follow this one's in the log:
@@ -255,224 +384,120 @@ impl Projection {
     /// flush commits, and commit the merged whole.
     pub fn merge(&mut self, other: Projection) {
         self.events += other.events;
-        for (prefix, c) in other.counters {
-            let mine =
-                self.counters.entry(prefix).or_insert(CounterDelta { depth: c.depth, ..CounterDelta::default() });
-            mine.ok += c.ok;
-            mine.error += c.error;
-        }
-        for (key, d) in other.rollups {
-            self.rollups.entry(key).and_modify(|r| r.merge(&d)).or_insert(d);
-        }
-        for (tag, s) in other.sensors {
-            self.sensors.entry(tag).and_modify(|mine| mine.merge(&s)).or_insert(s);
-        }
         for (key, t) in other.traffic {
             let mine = self.traffic.entry(key).or_insert(CounterDelta { depth: t.depth, ..CounterDelta::default() });
             mine.ok += t.ok;
             mine.error += t.error;
         }
-        // Both are sorted by (tag, start): merge them, joining a tag's hour.
-        let mine = std::mem::take(&mut self.blocks);
-        let mut blocks = Vec::with_capacity(mine.len() + other.blocks.len());
-        let (mut a, mut b) = (mine.into_iter().peekable(), other.blocks.into_iter().peekable());
-        loop {
-            let order = match (a.peek(), b.peek()) {
-                (Some(x), Some(y)) => (&x.tag, x.start_ms).cmp(&(&y.tag, y.start_ms)),
-                (Some(_), None) => std::cmp::Ordering::Less,
-                (None, Some(_)) => std::cmp::Ordering::Greater,
-                (None, None) => break,
-            };
-            match order {
-                std::cmp::Ordering::Less => blocks.extend(a.next()),
-                std::cmp::Ordering::Greater => blocks.extend(b.next()),
-                std::cmp::Ordering::Equal => {
-                    let (mut x, y) = (a.next().expect("peeked"), b.next().expect("peeked"));
-                    x.append(y);
-                    blocks.push(x);
-                }
-            }
-        }
-        self.blocks = blocks;
+        merge_sorted(
+            &mut self.tags,
+            other.tags,
+            |a, b| a.tag.cmp(&b.tag),
+            |mine, theirs| {
+                mine.sensor.merge(&theirs.sensor);
+                let key = |(g, b, _): &(RollupGrain, i64, RollupDelta)| (*g, *b);
+                merge_sorted(&mut mine.rollups, theirs.rollups, |x, y| key(x).cmp(&key(y)), |x, y| x.2.merge(&y.2));
+            },
+        );
+        let order = |x: &Block, y: &Block| (&x.tag, x.start_ms).cmp(&(&y.tag, y.start_ms));
+        merge_sorted(&mut self.blocks, other.blocks, order, Block::append);
     }
 
-    /// Adds one tag's events (in log order).
-    fn add_tag(&mut self, tag: &str, events: &[&StoredEvent]) {
-        let (mut ok, mut error) = (0u64, 0u64);
-        let mut blocks: BTreeMap<i64, Block> = BTreeMap::new();
-        let mut rollups: BTreeMap<(RollupGrain, i64), RollupDelta> = BTreeMap::new();
-        let mut traffic: BTreeMap<(RollupGrain, i64), CounterDelta> = BTreeMap::new();
-        let mut sensor: Option<SensorDelta> = None;
-        for event in events {
-            let r = &event.reading;
-            let start = r.ts_ms.div_euclid(BLOCK_SPAN_MS) * BLOCK_SPAN_MS;
-            blocks
-                .entry(start)
-                .or_insert_with(|| Block { tag: tag.to_owned(), start_ms: start, ..Block::default() })
-                .push(event);
-            let is_ok = r.status == Status::Ok;
-            if is_ok {
-                ok += 1;
-            } else {
-                error += 1;
-            }
-            for grain in [RollupGrain::Minute, RollupGrain::Hour] {
-                let t =
-                    traffic.entry((grain, grain.floor(r.ts_ms))).or_insert(CounterDelta { depth: 1, ok: 0, error: 0 });
-                if is_ok {
-                    t.ok += 1;
-                } else {
-                    t.error += 1;
-                }
-            }
-            if let (true, Some(v)) = (is_ok, r.value.as_number()) {
-                for grain in RollupGrain::ALL {
-                    rollups
-                        .entry((grain, grain.floor(r.ts_ms)))
-                        .and_modify(|d| d.merge(&RollupDelta::of(v)))
-                        .or_insert(RollupDelta::of(v));
-                }
-            }
-            let latest = (r.ts_ms, event.id);
-            match &mut sensor {
-                None => {
-                    sensor = Some(SensorDelta {
-                        first_seen_ms: r.ts_ms,
-                        last_seen_ms: r.ts_ms,
-                        last_value: r.value.clone(),
-                        last_status: r.status,
-                        last_id: event.id,
-                        count: 1,
-                        errors: u64::from(!is_ok),
-                    })
-                }
-                Some(s) => {
-                    s.first_seen_ms = s.first_seen_ms.min(r.ts_ms);
-                    if latest > (s.last_seen_ms, s.last_id) {
-                        s.last_seen_ms = r.ts_ms;
-                        s.last_value = r.value.clone();
-                        s.last_status = r.status;
-                        s.last_id = event.id;
-                    }
-                    s.count += 1;
-                    s.errors += u64::from(!is_ok);
-                }
-            }
-        }
-        let depth_of = |prefix: &str| prefix.bytes().filter(|b| *b == b'.').count() as u32 + 1;
-        let prefixes = std::iter::once(tag)
-            .chain(tag.match_indices('.').map(|(i, _)| &tag[..i]))
-            .map(|prefix| (prefix, depth_of(prefix)));
-        // Most tags of a batch share their regions: look a prefix up before
-        // making an owned copy of it.
-        for (prefix, depth) in prefixes {
-            let c = match self.counters.get_mut(prefix) {
-                Some(c) => c,
-                None => {
-                    self.counters.entry(prefix.to_owned()).or_insert(CounterDelta { depth, ..CounterDelta::default() })
-                }
-            };
-            c.ok += ok;
-            c.error += error;
-        }
-        let root = tag.split('.').next().unwrap_or(tag);
-        for ((grain, bucket), delta) in traffic {
-            let t = self
-                .traffic
-                .entry((root.to_owned(), grain, bucket))
-                .or_insert(CounterDelta { depth: 1, ..CounterDelta::default() });
-            t.ok += delta.ok;
-            t.error += delta.error;
-        }
-        for ((grain, bucket), delta) in rollups {
-            self.rollups.insert((tag.to_owned(), grain, bucket), delta);
-        }
-        if let Some(s) = sensor {
-            self.sensors.insert(tag.to_owned(), s);
-        }
-        self.blocks.extend(blocks.into_values());
+    /// Every rollup delta, by tag, grain and bucket.
+    pub fn rollups(&self) -> impl Iterator<Item = (&str, RollupGrain, i64, &RollupDelta)> {
+        self.tags.iter().flat_map(|t| t.rollups.iter().map(|(g, b, d)| (t.tag.as_str(), *g, *b, d)))
     }
+
+    /// The rollup delta of one tag's bucket, if the batch has one.
+    pub fn rollup(&self, tag: &str, grain: RollupGrain, bucket: i64) -> Option<RollupDelta> {
+        let t = self.tag(tag)?;
+        t.rollups.iter().find(|(g, b, _)| (*g, *b) == (grain, bucket)).map(|(.., d)| *d)
+    }
+
+    /// What the batch tells the registry about `tag`.
+    pub fn tag(&self, tag: &str) -> Option<&TagDelta> {
+        self.tags.binary_search_by(|t| t.tag.as_str().cmp(tag)).ok().map(|i| &self.tags[i])
+    }
+
+    /// Counts `count` events of `tag` (`errors` of them errors) that are no
+    /// longer stored (retention removed them) in its registry delta, and so
+    /// in the counters.
+    pub fn count_retired(&mut self, tag: &str, count: u64, errors: u64) {
+        match self.tags.binary_search_by(|t| t.tag.as_str().cmp(tag)) {
+            Ok(i) => {
+                self.tags[i].sensor.count += count;
+                self.tags[i].sensor.errors += errors;
+            }
+            Err(i) => {
+                let sensor = SensorDelta {
+                    first_seen_ms: 0,
+                    last_seen_ms: 0,
+                    last_value: Value::Empty,
+                    last_status: Status::Ok,
+                    last_id: EventId { seq: 0, idx: 0 },
+                    count,
+                    errors,
+                };
+                self.tags.insert(i, TagDelta { tag: tag.to_owned(), sensor, rollups: Vec::new() });
+            }
+        }
+    }
+
+    /// Increments of every hierarchical counter: each tag and each of its
+    /// prefixes, by status.
+    pub fn counters(&self) -> BTreeMap<String, CounterDelta> {
+        let mut counters: BTreeMap<String, CounterDelta> = BTreeMap::new();
+        for t in &self.tags {
+            let tag = t.tag.as_str();
+            let ends = tag.match_indices('.').map(|(i, _)| i).chain(std::iter::once(tag.len()));
+            for (depth, end) in ends.enumerate() {
+                let prefix = &tag[..end];
+                let c = match counters.get_mut(prefix) {
+                    Some(c) => c,
+                    None => counters
+                        .entry(prefix.to_owned())
+                        .or_insert(CounterDelta { depth: depth as u32 + 1, ..CounterDelta::default() }),
+                };
+                c.ok += t.sensor.count - t.sensor.errors;
+                c.error += t.sensor.errors;
+            }
+        }
+        counters
+    }
+}
+
+/// Merges `theirs` into `mine`, both sorted by `order` with unique keys,
+/// joining the two entries of a key with `join` (mine first in the log).
+fn merge_sorted<T>(mine: &mut Vec<T>, theirs: Vec<T>, order: impl Fn(&T, &T) -> Ordering, join: impl Fn(&mut T, T)) {
+    if theirs.is_empty() {
+        return;
+    }
+    if mine.is_empty() {
+        *mine = theirs;
+        return;
+    }
+    let ours = std::mem::take(mine);
+    let mut merged = Vec::with_capacity(ours.len() + theirs.len());
+    let (mut a, mut b) = (ours.into_iter().peekable(), theirs.into_iter().peekable());
+    loop {
+        let next = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) => order(x, y),
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (None, None) => break,
+        };
+        match next {
+            Ordering::Less => merged.extend(a.next()),
+            Ordering::Greater => merged.extend(b.next()),
+            Ordering::Equal => {
+                let mut x = a.next().expect("peeked");
+                join(&mut x, b.next().expect("peeked"));
+                merged.push(x);
+            }
+        }
+    }
+    *mine = merged;
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ev(seq: u64, tag: &str, ts: i64, v: Option<f64>) -> StoredEvent {
-        let tag = Tag::parse(tag).unwrap();
-        let reading = match v {
-            Some(v) => Reading::number(tag, ts, v),
-            None => Reading::error(tag, ts, "empty", b"{}"),
-        };
-        StoredEvent { id: EventId { seq, idx: 0 }, reading }
-    }
-
-    #[test]
-    fn counts_every_prefix_by_status() {
-        let p = Projection::of(&[
-            ev(1, "brasil.sudeste.s1", 0, Some(1.0)),
-            ev(2, "brasil.sudeste.s2", 0, None),
-            ev(3, "brasil.sul.s1", 0, Some(3.0)),
-        ]);
-        assert_eq!(p.counters["brasil"], CounterDelta { depth: 1, ok: 2, error: 1 });
-        assert_eq!(p.counters["brasil.sudeste"], CounterDelta { depth: 2, ok: 1, error: 1 });
-        assert_eq!(p.counters["brasil.sul.s1"], CounterDelta { depth: 3, ok: 1, error: 0 });
-        assert_eq!(p.events, 3);
-    }
-
-    #[test]
-    fn rollups_skip_errors_and_split_by_grain() {
-        let p = Projection::of(&[
-            ev(1, "brasil.sul.s1", 59_000, Some(2.0)),
-            ev(2, "brasil.sul.s1", 61_000, Some(4.0)),
-            ev(3, "brasil.sul.s1", 62_000, None),
-        ]);
-        let key = |g: RollupGrain, b: i64| ("brasil.sul.s1".to_string(), g, b);
-        assert_eq!(p.rollups[&key(RollupGrain::Minute, 0)].count, 1);
-        assert_eq!(p.rollups[&key(RollupGrain::Minute, 60_000)].sum, 4.0);
-        let hour = p.rollups[&key(RollupGrain::Hour, 0)];
-        assert_eq!((hour.count, hour.sum, hour.min, hour.max), (2, 6.0, 2.0, 4.0));
-        let s = &p.sensors["brasil.sul.s1"];
-        assert_eq!((s.count, s.first_seen_ms, s.last_seen_ms, s.last_status), (3, 59_000, 62_000, Status::Error));
-    }
-
-    #[test]
-    fn merging_projections_equals_projecting_all_events() {
-        let mut text = ev(4, "brasil.sul.s1", 7, Some(0.0));
-        text.reading.value = Value::Text("ligado".into());
-        let events = vec![
-            ev(1, "brasil.sul.s1", 1, Some(1.0)),
-            ev(2, "brasil.sul.s2", BLOCK_SPAN_MS + 5, None),
-            ev(3, "brasil.sudeste.s1", 61_000, Some(7.0)),
-            text,
-            ev(5, "brasil.sul.s1", 2, Some(-3.0)),
-            ev(6, "brasil.sul.s2", 3, Some(4.0)),
-            ev(7, "argentina.s9", 3, Some(4.0)),
-        ];
-        let whole = Projection::of(&events);
-        for cut in 0..=events.len() {
-            let mut merged = Projection::of(&events[..cut]);
-            merged.merge(Projection::of(&events[cut..]));
-            assert_eq!(merged, whole, "cut after {cut} events");
-        }
-    }
-
-    #[test]
-    fn blocks_round_trip_events() {
-        let mut text = ev(2, "brasil.sul.s1", 5, Some(0.0));
-        text.reading.value = Value::Text("ligado".into());
-        text.reading.unit = Some("kWh".into());
-        let events = vec![
-            ev(1, "brasil.sul.s1", 1, Some(1.0)),
-            text,
-            ev(3, "brasil.sul.s1", BLOCK_SPAN_MS + 1, None),
-            ev(4, "brasil.sul.s2", 1, Some(9.0)),
-        ];
-        let p = Projection::of(&events);
-        assert_eq!(p.blocks.len(), 3);
-        let back: Vec<StoredEvent> = p.blocks.iter().flat_map(Block::events).collect();
-        let mut back = back;
-        back.sort_by_key(|e| e.id);
-        assert_eq!(back, events);
-    }
-}
+mod tests;

@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::ops::Deref;
+use std::sync::Arc;
 
 use crate::tag::Tag;
 
@@ -46,6 +48,52 @@ impl Status {
     }
 }
 
+/// Device-supplied fields of a reading (`equipmentId`, `device_id`, ...).
+///
+/// Shared rather than owned: the persister copies every reading's metadata
+/// into its block, and copying a map per reading was the largest part of
+/// projecting a pull (docs/performance.md). Reads go through `Deref` to the
+/// map; an empty map holds no allocation.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Meta(Option<Arc<BTreeMap<String, String>>>);
+
+static NO_META: BTreeMap<String, String> = BTreeMap::new();
+
+impl Meta {
+    /// Sets `key`, copying the map first if another reading shares it.
+    pub fn insert(&mut self, key: String, value: String) {
+        Arc::make_mut(self.0.get_or_insert_with(Default::default)).insert(key, value);
+    }
+
+    /// The fields as a map of their own.
+    pub fn to_map(&self) -> BTreeMap<String, String> {
+        self.deref().clone()
+    }
+}
+
+impl Deref for Meta {
+    type Target = BTreeMap<String, String>;
+
+    fn deref(&self) -> &BTreeMap<String, String> {
+        self.0.as_deref().unwrap_or(&NO_META)
+    }
+}
+
+impl<'a> IntoIterator for &'a Meta {
+    type Item = (&'a String, &'a String);
+    type IntoIter = std::collections::btree_map::Iter<'a, String, String>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl From<BTreeMap<String, String>> for Meta {
+    fn from(map: BTreeMap<String, String>) -> Meta {
+        Meta((!map.is_empty()).then(|| Arc::new(map)))
+    }
+}
+
 /// A decoded reading, before the log gives it an id.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reading {
@@ -58,7 +106,7 @@ pub struct Reading {
     pub reason: Option<String>,
     pub unit: Option<String>,
     /// Device-supplied identity fields and other extras, kept but never trusted over the subject.
-    pub meta: BTreeMap<String, String>,
+    pub meta: Meta,
     /// The undecodable payload, kept byte for byte.
     pub raw: Option<Vec<u8>>,
     /// Recorded after the fact (a CSV import, or older than the freshness
@@ -77,7 +125,7 @@ impl Reading {
             status: Status::Ok,
             reason: None,
             unit: None,
-            meta: BTreeMap::new(),
+            meta: Meta::default(),
             raw: None,
             backfill: false,
         }
@@ -92,7 +140,7 @@ impl Reading {
             status: Status::Error,
             reason: Some(reason.into()),
             unit: None,
-            meta: BTreeMap::new(),
+            meta: Meta::default(),
             raw: Some(raw.to_vec()),
             backfill: false,
         }

@@ -22,7 +22,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use vigia_domain::{Block, BlockExtra, Status};
+use vigia_domain::{Block, BlockExtra, Meta, Status};
 
 use crate::codec::{CodecError, Dec, Enc, milli_f64, thousandths};
 
@@ -104,7 +104,7 @@ fn encode_section(e: &mut Enc, b: &Block) {
     // Looked up by hash: a section can hold tens of thousands of events,
     // each with metadata of its own (a message counter, say).
     let mut units: HashMap<&str, u64> = HashMap::new();
-    let mut metas: HashMap<&BTreeMap<String, String>, u64> = HashMap::new();
+    let mut metas: HashMap<&Meta, u64> = HashMap::new();
     for x in &b.extra {
         e.iv(i64::from(x.i) - i64::from(at));
         at = x.i;
@@ -184,17 +184,7 @@ pub(crate) fn decode_blocks_where(bytes: &[u8], wanted: impl Fn(&str) -> bool) -
             continue;
         }
         let n = usize::try_from(n).ok().filter(|n| *n <= section.len()).ok_or(CodecError("event count"))?;
-        let mut b = Block {
-            tag: tag.to_owned(),
-            start_ms: 0,
-            seq: Vec::with_capacity(n),
-            idx: Vec::with_capacity(n),
-            ts: Vec::with_capacity(n),
-            value: Vec::with_capacity(n),
-            status: Vec::with_capacity(n),
-            backfill: Vec::with_capacity(n),
-            extra: Vec::new(),
-        };
+        let mut b = Block::with_capacity(tag, 0, n);
         let mut d = Dec::new(section);
         match v {
             V1 => decode_v1(&mut b, n, &mut d)?,
@@ -241,7 +231,7 @@ fn decode_v2(b: &mut Block, n: usize, d: &mut Dec<'_>) -> Result<(), CodecError>
         });
     }
     let mut at = 0i64;
-    let (mut units, mut metas): (Vec<String>, Vec<BTreeMap<String, String>>) = (Vec::new(), Vec::new());
+    let (mut units, mut metas): (Vec<String>, Vec<Meta>) = (Vec::new(), Vec::new());
     for _ in 0..d.count()? {
         at = at.checked_add(d.iv()?).ok_or(CodecError("extra index"))?;
         let i = u32::try_from(at).ok().filter(|i| (*i as usize) < n).ok_or(CodecError("extra names no event"))?;
@@ -271,13 +261,14 @@ fn decode_v2(b: &mut Block, n: usize, d: &mut Dec<'_>) -> Result<(), CodecError>
                         let k = d.str()?.to_owned();
                         meta.insert(k, d.str()?.to_owned());
                     }
+                    let meta = Meta::from(meta);
                     metas.push(meta.clone());
                     meta
                 }
                 k => seen(&metas, k)?.clone(),
             }
         } else {
-            BTreeMap::new()
+            Meta::default()
         };
         b.extra.push(BlockExtra { i, text, unit, reason, raw, meta });
     }
@@ -316,7 +307,7 @@ fn decode_v1(b: &mut Block, n: usize, d: &mut Dec<'_>) -> Result<(), CodecError>
             let k = d.str()?.to_owned();
             meta.insert(k, d.str()?.to_owned());
         }
-        b.extra.push(BlockExtra { i, text, unit, reason, raw, meta });
+        b.extra.push(BlockExtra { i, text, unit, reason, raw, meta: meta.into() });
     }
     Ok(())
 }

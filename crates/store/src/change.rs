@@ -145,7 +145,7 @@ impl Writer {
         hour_events: &[StoredEvent],
         writes: &mut Writes,
     ) -> Result<(), StoreError> {
-        let recomputed = Projection::of(hour_events).rollups;
+        let recomputed = Projection::of(hour_events);
         let minute = RollupGrain::Minute.floor(ts);
         let hour = RollupGrain::Hour.floor(ts);
         let day = RollupGrain::Day.floor(ts);
@@ -160,7 +160,7 @@ impl Writer {
         let mut day_total: Option<RollupDelta> = None;
         for key in &hours {
             let value = if key.3 == hour {
-                recomputed.get(&(tag.to_owned(), RollupGrain::Hour, hour)).copied()
+                recomputed.rollup(tag, RollupGrain::Hour, hour)
             } else {
                 self.cache.rollups.get(key).and_then(|s| s.get(tag)).copied()
             };
@@ -173,12 +173,9 @@ impl Writer {
         let targets = [
             (
                 (root.to_owned(), shard, RollupGrain::Minute, minute),
-                recomputed.get(&(tag.to_owned(), RollupGrain::Minute, minute)).copied(),
+                recomputed.rollup(tag, RollupGrain::Minute, minute),
             ),
-            (
-                (root.to_owned(), shard, RollupGrain::Hour, hour),
-                recomputed.get(&(tag.to_owned(), RollupGrain::Hour, hour)).copied(),
-            ),
+            ((root.to_owned(), shard, RollupGrain::Hour, hour), recomputed.rollup(tag, RollupGrain::Hour, hour)),
             ((root.to_owned(), shard, RollupGrain::Day, day), day_total),
         ];
         for (key, value) in targets {

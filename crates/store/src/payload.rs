@@ -234,9 +234,9 @@ mod tests {
     #[test]
     fn shards_round_trip() {
         let p = Projection::of(&crate::blocks::tests::events());
-        let registry: RegistryShard = p.sensors.clone().into_iter().collect();
+        let registry: RegistryShard = p.tags.iter().map(|t| (t.tag.clone(), t.sensor.clone())).collect();
         assert_eq!(decode_registry(&encode_registry(&registry)).unwrap(), registry);
-        let rollups: RollupShard = p.rollups.iter().map(|((t, _, b), r)| (format!("{t}@{b}"), *r)).collect();
+        let rollups: RollupShard = p.rollups().map(|(t, _, b, r)| (format!("{t}@{b}"), *r)).collect();
         assert_eq!(bits(&decode_rollups(&encode_rollups(&rollups)).unwrap()), bits(&rollups));
         assert!(decode_rollups(&[9, 0]).is_err(), "an unknown version is refused");
         let retired: RetiredShard = [("brasil.a.b".to_owned(), (7, 2))].into();

@@ -269,16 +269,20 @@ impl Writer {
         // hundreds of thousands of them, nearly one record each, and sorted
         // string-keyed maps built entry by entry led its profile.
         let mut grouped: HashMap<(&str, u32, RollupGrain, i64), TagDeltas<'_>> = HashMap::new();
-        for ((tag, grain, bucket), delta) in &p.rollups {
-            grouped.entry((root_of(tag), shard_of(tag), *grain, *bucket)).or_default().push((tag, *delta));
+        for t in &p.tags {
+            let (root, shard) = (root_of(&t.tag), shard_of(&t.tag));
+            for (grain, bucket, delta) in &t.rollups {
+                grouped.entry((root, shard, *grain, *bucket)).or_default().push((&t.tag, *delta));
+            }
         }
         let rollups: Vec<(RollupKey, TagDeltas<'_>)> = grouped
             .into_iter()
             .map(|((root, shard, grain, bucket), deltas)| ((root.to_owned(), shard, grain, bucket), deltas))
             .collect();
         let mut registry: BTreeMap<RegistryKey, RegistryShard> = BTreeMap::new();
-        for (tag, delta) in &p.sensors {
-            registry.entry((root_of(tag).to_owned(), shard_of(tag))).or_default().insert(tag.clone(), delta.clone());
+        for t in &p.tags {
+            let key = (root_of(&t.tag).to_owned(), shard_of(&t.tag));
+            registry.entry(key).or_default().insert(t.tag.clone(), t.sensor.clone());
         }
         self.load(rollups.iter().map(|(k, _)| k), registry.keys(), p.traffic.keys()).await?;
         for (key, deltas) in rollups {

@@ -30,7 +30,7 @@ pub async fn verify(store: &Store) -> anyhow::Result<Report> {
     let retired = store.retired().await?;
     let horizon = store.horizon().await?.unwrap_or(i64::MIN);
     for r in &retired {
-        add_retired(&mut expected, &r.tag, r.count as u64, r.errors as u64);
+        expected.count_retired(&r.tag, r.count as u64, r.errors as u64);
     }
     if let Some(e) = events.iter().find(|e| e.reading.ts_ms.div_euclid(3_600_000) * 3_600_000 < horizon) {
         report.mismatches.push(format!("event {} is older than the retention horizon {horizon}", e.id));
@@ -39,7 +39,7 @@ pub async fn verify(store: &Store) -> anyhow::Result<Report> {
     let counters: BTreeMap<String, (u64, u64)> =
         store.counters().await?.into_iter().map(|c| (c.prefix, (c.ok as u64, c.errors as u64))).collect();
     let want: BTreeMap<String, (u64, u64)> =
-        expected.counters.iter().map(|(k, c)| (k.clone(), (c.ok, c.error))).collect();
+        expected.counters().into_iter().map(|(k, c)| (k, (c.ok, c.error))).collect();
     diff(&mut report, "counter", &want, &counters);
 
     for grain in RollupGrain::ALL {
@@ -51,10 +51,9 @@ pub async fn verify(store: &Store) -> anyhow::Result<Report> {
             .map(|r| ((r.tag, r.bucket), (r.count as u64, Approx(r.sum), r.min, r.max)))
             .collect();
         let want: BTreeMap<(String, i64), (u64, Approx, f64, f64)> = expected
-            .rollups
-            .iter()
-            .filter(|((_, g, b), _)| *g == grain && *b >= horizon)
-            .map(|((t, _, b), r)| ((t.clone(), *b), (r.count, Approx(r.sum), r.min, r.max)))
+            .rollups()
+            .filter(|(_, g, b, _)| *g == grain && *b >= horizon)
+            .map(|(t, _, b, r)| ((t.to_owned(), b), (r.count, Approx(r.sum), r.min, r.max)))
             .collect();
         diff(&mut report, &format!("rollup/{}", grain.as_str()), &want, &got);
     }
@@ -87,45 +86,15 @@ pub async fn verify(store: &Store) -> anyhow::Result<Report> {
         })
         .collect();
     let want: BTreeMap<String, (u64, Option<i64>, Option<i64>)> = expected
-        .sensors
+        .tags
         .iter()
-        .map(|(t, s)| {
-            let gone = retired_tags.contains(t.as_str());
-            (t.clone(), (s.count, (!gone).then_some(s.first_seen_ms), (!gone).then_some(s.last_seen_ms)))
+        .map(|t| {
+            let (gone, s) = (retired_tags.contains(t.tag.as_str()), &t.sensor);
+            (t.tag.clone(), (s.count, (!gone).then_some(s.first_seen_ms), (!gone).then_some(s.last_seen_ms)))
         })
         .collect();
     diff(&mut report, "sensor", &want, &got);
     Ok(report)
-}
-
-/// Adds `count` retired events of `tag` (`errors` of them errors) to the counters and registry.
-fn add_retired(p: &mut Projection, tag: &str, count: u64, errors: u64) {
-    let ends = tag.match_indices('.').map(|(i, _)| i).chain(std::iter::once(tag.len()));
-    for (depth, end) in ends.enumerate() {
-        let c = p
-            .counters
-            .entry(tag[..end].to_owned())
-            .or_insert(vigia_domain::CounterDelta { depth: depth as u32 + 1, ..Default::default() });
-        c.ok += count - errors;
-        c.error += errors;
-    }
-    match p.sensors.get_mut(tag) {
-        Some(s) => s.count += count,
-        None => {
-            p.sensors.insert(
-                tag.to_owned(),
-                vigia_domain::SensorDelta {
-                    first_seen_ms: 0,
-                    last_seen_ms: 0,
-                    last_value: vigia_domain::Value::Empty,
-                    last_status: vigia_domain::Status::Ok,
-                    last_id: vigia_domain::EventId { seq: 0, idx: 0 },
-                    count,
-                    errors,
-                },
-            );
-        }
-    }
 }
 
 /// A sum compared with a relative tolerance: batches add in another order than a scan.

@@ -253,7 +253,8 @@ impl Bus {
 
     /// The last message on `subject` of `stream`, if there is one.
     pub async fn last_on(&self, stream: &str, subject: &str) -> Result<Option<LoggedMessage>, BusError> {
-        let s = self.js.get_stream(stream).await.map_err(|e| BusError::JetStream(format!("{stream}: {e}")))?;
+        // A handle without the stream's info: the alerter asks this for many tags in a row.
+        let s = self.js.get_stream_no_info(stream).await.map_err(|e| BusError::JetStream(format!("{stream}: {e}")))?;
         match s.get_last_raw_message_by_subject(subject).await {
             Ok(m) => Ok(Some(logged(m))),
             Err(e) if matches!(e.kind(), jetstream::stream::LastRawMessageErrorKind::NoMessageFound) => Ok(None),

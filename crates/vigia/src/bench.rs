@@ -14,8 +14,12 @@
 //!    statement, with nothing projected;
 //! 3. the pipeline: the simulator (on a NATS connection of its own, as devices
 //!    have) publishing `events` readings as fast as they
-//!    are acknowledged while the persister runs, timed from the first publish
-//!    until the ledger holds every message (stored and counted, durably).
+//!    are acknowledged while the persister and the alerter run, as `vigia up`
+//!    runs them, timed from the first publish until the ledger holds every
+//!    message (stored and counted, durably), and until the alerter has judged
+//!    and acknowledged every message too. The alerter is a second delivery of
+//!    every message and its acks, so leaving it out (`alerter: false`)
+//!    measures a lighter system than the one users run.
 //!    Its publishes are the ceiling's kind, as `nats pub` and MQTT devices
 //!    send them: no `Nats-Msg-Id`. With `message_ids` they carry one and are
 //!    resent until confirmed, as `vigia sim` does; the stream's duplicate
@@ -37,7 +41,7 @@ use anyhow::Context;
 use bytes::Bytes;
 use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
-use vigia_bus::Bus;
+use vigia_bus::{Bus, READINGS};
 use vigia_sim::SimConfig;
 use vigia_store::{EngineMemory, READINGS_LEDGER, Store, StoreConfig};
 
@@ -62,6 +66,8 @@ pub struct BenchOptions {
     /// The throughput phase publishes with message ids and resends (as
     /// `vigia sim` does) instead of as devices do.
     pub message_ids: bool,
+    /// Run the alerter beside the persister, as `vigia up` does.
+    pub alerter: bool,
 }
 
 impl Default for BenchOptions {
@@ -74,6 +80,7 @@ impl Default for BenchOptions {
             latency_time: Duration::from_secs(20),
             backlog: 0,
             message_ids: false,
+            alerter: true,
         }
     }
 }
@@ -93,6 +100,9 @@ pub struct BenchReport {
     pub publish_rate: f64,
     /// Readings per second from first publish to stored and counted.
     pub pipeline_rate: f64,
+    /// Readings per second from first publish until the alerter had judged
+    /// and acknowledged every message (`None` without the alerter).
+    pub judged_rate: Option<f64>,
     pub latency_p50: Duration,
     pub latency_p99: Duration,
     pub latency_max: Duration,
@@ -122,7 +132,8 @@ impl std::fmt::Display for BenchReport {
         } else {
             "no message ids, as devices and the ceiling publish"
         };
-        writeln!(f, "vigia bench: {} sensors, {} readings ({shape}; {ids})", o.sensors, o.events)?;
+        let parts = if o.alerter { "persister and alerter" } else { "persister only, no alerter" };
+        writeln!(f, "vigia bench: {} sensors, {} readings ({shape}; {ids}; {parts})", o.sensors, o.events)?;
         let runs: Vec<String> = self.jetstream_ceilings.iter().map(|r| format!("{r:.0}")).collect();
         let (before, after) = runs.split_at(runs.len().min(CEILING_RUNS));
         writeln!(
@@ -135,6 +146,9 @@ impl std::fmt::Display for BenchReport {
         writeln!(f, "  ceiling, SurrealDB bare rows (1,000)   {:>12.0} rows/s", self.surreal_ceiling)?;
         writeln!(f, "  published and acknowledged             {:>12.0} readings/s", self.publish_rate)?;
         writeln!(f, "  publish to stored and counted          {:>12.0} readings/s", self.pipeline_rate)?;
+        if let Some(judged) = self.judged_rate {
+            writeln!(f, "  publish to judged by the alerter       {:>12.0} readings/s", judged)?;
+        }
         let per_message = self.pipeline_rate * self.messages as f64 / self.options.events.max(1) as f64;
         writeln!(
             f,
@@ -188,7 +202,7 @@ pub async fn run(config: &Config, options: BenchOptions) -> anyhow::Result<Bench
     let surreal_ceiling = surreal_ceiling(dir.path(), memory, options.events.min(200_000)).await?;
 
     let store = open(dir.path(), "db", memory).await?;
-    let persister = Persister::start(&config, &bus, &store);
+    let persister = Persister::start(&config, &bus, &store, options.alerter);
 
     eprintln!("bench: pipeline, {} readings ...", options.events);
     let sim = SimConfig {
@@ -208,6 +222,12 @@ pub async fn run(config: &Config, options: BenchOptions) -> anyhow::Result<Bench
     let publish_rate = published.readings as f64 / published.elapsed.as_secs_f64();
     wait_for_ledger(&store, published.messages).await?;
     let pipeline_rate = published.readings as f64 / started.elapsed().as_secs_f64();
+    let judged_rate = if options.alerter {
+        wait_for_alerter(&bus).await?;
+        Some(published.readings as f64 / started.elapsed().as_secs_f64())
+    } else {
+        None
+    };
 
     eprintln!("bench: JetStream ceiling again, {CEILING_RUNS} runs ...");
     for _ in 0..CEILING_RUNS {
@@ -234,7 +254,8 @@ pub async fn run(config: &Config, options: BenchOptions) -> anyhow::Result<Bench
 
     let backlog = if options.backlog > 0 {
         let stored = store.ledger(READINGS_LEDGER).await?.count();
-        Some(backlog(&config, &bus, &devices, &store, options.sensors, options.backlog, stored).await?)
+        let drain = Drain { config: &config, bus: &bus, store: &store, alerter: options.alerter };
+        Some(backlog(drain, &devices, options.sensors, options.backlog, stored).await?)
     } else {
         None
     };
@@ -257,6 +278,7 @@ pub async fn run(config: &Config, options: BenchOptions) -> anyhow::Result<Bench
         messages: published.messages,
         publish_rate,
         pipeline_rate,
+        judged_rate,
         latency_p50: pick(0.5),
         latency_p99: pick(0.99),
         latency_max: *latencies.last().expect("probes were taken"),
@@ -266,17 +288,17 @@ pub async fn run(config: &Config, options: BenchOptions) -> anyhow::Result<Bench
     })
 }
 
-/// A persister (and alert projector) running in this process.
+/// A persister (and alert projector, and with `alerter` the alerter) running in this process.
 struct Persister {
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
     stop: CancellationToken,
 }
 
 impl Persister {
-    fn start(config: &Config, bus: &Bus, store: &Store) -> Persister {
+    fn start(config: &Config, bus: &Bus, store: &Store, alerter: bool) -> Persister {
         let stop = CancellationToken::new();
         let (config, bus, store, token) = (config.clone(), bus.clone(), store.clone(), stop.clone());
-        let parts = Parts { persister: true, ..Parts::default() };
+        let parts = Parts { persister: true, alerter, ..Parts::default() };
         let task = tokio::spawn(async move { app::run(&config, bus, Some(store), parts, token).await });
         Persister { task, stop }
     }
@@ -290,15 +312,22 @@ impl Persister {
 /// Publishes `readings` one per message with no persister running, then
 /// starts one and samples the resident set every 50 ms until the ledger
 /// holds `stored + readings` messages.
+/// What drains the backlog.
+struct Drain<'a> {
+    config: &'a Config,
+    bus: &'a Bus,
+    store: &'a Store,
+    alerter: bool,
+}
+
 async fn backlog(
-    config: &Config,
-    bus: &Bus,
+    drain: Drain<'_>,
     devices: &Bus,
-    store: &Store,
     sensors: usize,
     readings: u64,
     stored: u64,
 ) -> anyhow::Result<BacklogReport> {
+    let Drain { config, bus, store, alerter } = drain;
     eprintln!("bench: backlog, publishing {readings} readings with no persister ...");
     let sim = SimConfig {
         sensors,
@@ -319,7 +348,7 @@ async fn backlog(
     let rss_before = rss_kib("VmRSS:");
     eprintln!("bench: backlog, draining {} messages ...", published.messages);
     let started = Instant::now();
-    let persister = Persister::start(config, bus, store);
+    let persister = Persister::start(config, bus, store, alerter);
     let mut peak = rss_before;
     let deadline = started + Duration::from_secs(3600);
     while store.ledger(READINGS_LEDGER).await?.count() < target {
@@ -426,6 +455,16 @@ async fn wait_for_ledger(store: &Store, messages: u64) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(600);
     while store.ledger(READINGS_LEDGER).await?.count() < messages {
         anyhow::ensure!(Instant::now() < deadline, "the persister did not store {messages} messages within 10 minutes");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(())
+}
+
+/// Waits until the alerter has acknowledged every message of `READINGS`.
+async fn wait_for_alerter(bus: &Bus) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while bus.lag(READINGS, "alerter").await?.messages() > 0 {
+        anyhow::ensure!(Instant::now() < deadline, "the alerter did not judge every message within 10 minutes");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     Ok(())

@@ -111,6 +111,9 @@ struct BenchArgs {
     /// `vigia sim` does, instead of as devices and the ceiling do.
     #[arg(long)]
     message_ids: bool,
+    /// Run the persister alone, without the alerter `vigia up` runs beside it.
+    #[arg(long)]
+    no_alerter: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -139,6 +142,9 @@ struct PeerArgs {
     /// Longest wait, in seconds, for Vigia to store every event.
     #[arg(long, default_value_t = 10_800)]
     store_timeout: u64,
+    /// Run Vigia's persister alone, without the alerter `vigia up` runs beside it.
+    #[arg(long)]
+    no_alerter: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -255,6 +261,7 @@ async fn main() -> anyhow::Result<()> {
             latency_time: Duration::from_secs_f64(args.latency_seconds),
             backlog: args.backlog,
             message_ids: args.message_ids,
+            alerter: !args.no_alerter,
         };
         println!("{}", vigia::bench::run(&config, options).await?);
         return Ok(());
@@ -273,6 +280,7 @@ async fn main() -> anyhow::Result<()> {
             influx: args.systems.iter().any(|s| s == "influxdb"),
             vigia: args.systems.iter().any(|s| s == "vigia"),
             store_timeout: Duration::from_secs(args.store_timeout),
+            alerter: !args.no_alerter,
         };
         println!("{}", vigia::peer::run(&config, options).await?);
         return Ok(());

@@ -8,7 +8,8 @@
 //!    `writers` tasks in batches; points/s from the first write to the last
 //!    answer; then mean per sensor over the 30-day window and count per
 //!    region, each the median of `runs`.
-//! 3. Vigia (`peer/ours.rs`): a private `nats-server`, the persister and the
+//! 3. Vigia (`peer/ours.rs`): a private `nats-server`, the persister, the
+//!    alerter (as `vigia up` runs it; `alerter: false` leaves it out) and the
 //!    API in this process on a temporary SurrealKV store; the same events
 //!    posted to `POST /api/v1/events` as arrays by as many writers; events/s
 //!    from the first request until the counters hold all of them (stored and
@@ -56,6 +57,8 @@ pub struct PeerOptions {
     pub vigia: bool,
     /// Longest wait for Vigia's persister to store everything.
     pub store_timeout: Duration,
+    /// Run Vigia's alerter beside the persister, as `vigia up` does.
+    pub alerter: bool,
 }
 
 impl Default for PeerOptions {
@@ -70,6 +73,7 @@ impl Default for PeerOptions {
             influx: true,
             vigia: true,
             store_timeout: Duration::from_secs(3 * 3600),
+            alerter: true,
         }
     }
 }
@@ -97,8 +101,13 @@ pub async fn run(config: &Config, o: PeerOptions) -> anyhow::Result<Table> {
     let dir = tempfile::tempdir().context("failed to make a temporary directory")?;
     let mut table = Table {
         title: format!(
-            "vigia peer: {} events from {} sensors over 29 days; {} writers, {} points per request; medians of {} runs",
-            o.events, o.sensors, o.writers, o.batch, o.runs
+            "vigia peer: {} events from {} sensors over 29 days; {} writers, {} points per request; medians of {} runs; Vigia {}",
+            o.events,
+            o.sensors,
+            o.writers,
+            o.batch,
+            o.runs,
+            if o.alerter { "with its alerter" } else { "without its alerter" }
         ),
         influx: None,
         vigia: None,
@@ -142,7 +151,7 @@ pub async fn run(config: &Config, o: PeerOptions) -> anyhow::Result<Table> {
 
     if o.vigia {
         eprintln!("peer: starting Vigia (private nats-server, persister, API) ...");
-        let vigia = Arc::new(ours::Vigia::start(config, &dir.path().join("vigia")).await?);
+        let vigia = Arc::new(ours::Vigia::start(config, &dir.path().join("vigia"), o.alerter).await?);
         let bodies: Vec<Bytes> = dataset.batches(o.batch).map(|r| Bytes::from(dataset.json(r))).collect();
         eprintln!("peer: Vigia: posting ...");
         let started = Instant::now();

@@ -1,5 +1,5 @@
 //! The Vigia side of `vigia peer`: a private `nats-server -js` on a free
-//! loopback port, and Vigia's persister and HTTP API in this process on a
+//! loopback port, and Vigia's persister, alerter and HTTP API in this process on a
 //! temporary SurrealKV store, driven only through the public HTTP API.
 //!
 //! It never connects to a NATS or a store it did not start.
@@ -37,8 +37,9 @@ pub(super) struct Vigia {
 }
 
 impl Vigia {
-    /// Starts NATS, the persister and the API, with `config`'s persister and HTTP settings.
-    pub(super) async fn start(config: &Config, dir: &Path) -> anyhow::Result<Vigia> {
+    /// Starts NATS, the persister (with `alerter`, the alerter) and the API,
+    /// with `config`'s persister and HTTP settings.
+    pub(super) async fn start(config: &Config, dir: &Path, alerter: bool) -> anyhow::Result<Vigia> {
         let port = super::influx::free_port()?;
         let nats = Command::new("nats-server")
             .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
@@ -72,7 +73,7 @@ impl Vigia {
         let stop = CancellationToken::new();
         let task = {
             let stop = stop.clone();
-            let parts = Parts { persister: true, http: Some(listener), ..Parts::default() };
+            let parts = Parts { persister: true, alerter, http: Some(listener), ..Parts::default() };
             tokio::spawn(async move { app::run(&config, bus, Some(store), parts, stop).await })
         };
         let client = reqwest::Client::builder().timeout(Duration::from_secs(600)).build()?;

@@ -1,9 +1,16 @@
-//! Cumulative acks for the persister's consumer (`"ack_policy": "all"`).
+//! Cumulative acks for the persister's and the alerter's consumers
+//! (`"ack_policy": "all"`).
 //!
 //! Why: on the device path (one reading per message) an ack per message was
 //! a message nats-server had to route and apply for every reading; one ack
 //! per flush leaves it that much more of a 2-core machine for publishes and
 //! deliveries (docs/performance.md, "cumulative acks").
+//!
+//! Below, "the ledger" is what says a sequence is done: for the persister
+//! the store's ledger, shared by every persister and committed with the
+//! flush; for the alerter the sequences this process judged, in memory (two
+//! alerters on one consumer each wait for the server's ack floor to pass
+//! the other's messages, [`unstick`]).
 //!
 //! An ack of sequence `n` acknowledges every message up to `n` the consumer
 //! delivered, to any persister pulling from it. So a persister acks no
@@ -34,7 +41,6 @@ use anyhow::Context;
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, Info, PullConsumer};
 use vigia_bus::{Bus, READINGS, Receipt};
 use vigia_domain::Ledger;
-use vigia_store::{READINGS_LEDGER, Store};
 
 /// How long the floor waits on a sequence, with committed messages above
 /// it, before the persister asks the server and the stream about it. A
@@ -173,19 +179,19 @@ fn to_send(covered: BTreeMap<u64, Receipt>) -> Vec<Receipt> {
 const GONE_LOOKUPS: usize = 1000;
 
 /// Finds out what a stuck floor waits on: the server's ack floor (another
-/// persister acked further), the store's ledger (another persister
-/// committed), and whether the stream still holds each sequence the ledger
-/// lacks (a deleted or purged message never comes; one the stream holds is
-/// in someone's hands or due for redelivery, and is waited for).
+/// worker on the consumer acked further), `ledger` as it is now (for the
+/// persister, the store's: another persister committed), and whether the
+/// stream still holds each sequence the ledger lacks (a deleted or purged
+/// message never comes; one the stream holds is in someone's hands or due
+/// for redelivery, and is waited for).
 pub(crate) async fn unstick(
     bus: &Bus,
-    store: &Store,
+    ledger: &Ledger,
     consumer: &mut PullConsumer,
     floor: &mut Floor,
 ) -> anyhow::Result<Vec<Receipt>> {
-    let server = consumer.info().await.context("persister consumer info")?.ack_floor.stream_sequence;
+    let server = consumer.info().await.context("consumer info")?.ack_floor.stream_sequence;
     let first = bus.readings_first().await?;
-    let ledger = store.ledger(READINGS_LEDGER).await?;
     let highest = floor.highest_held().unwrap_or(0);
     let mut known = server.max(first.saturating_sub(1));
     for _ in 0..GONE_LOOKUPS {
@@ -196,7 +202,7 @@ pub(crate) async fn unstick(
         }
         known = next;
     }
-    let to_ack = floor.raise(known, &ledger, Instant::now());
+    let to_ack = floor.raise(known, ledger, Instant::now());
     tracing::debug!(server, first, floor = floor.floor(), "Looked into a stuck ack floor.");
     Ok(to_ack)
 }
@@ -223,15 +229,16 @@ impl Stranded {
     /// Looks once; a consumer made again is pulled from again by `fetch`.
     pub(crate) async fn check(&mut self, bus: &Bus, consumer: &mut PullConsumer) -> anyhow::Result<()> {
         self.last = Some(Instant::now());
-        let info = consumer.info().await.context("persister consumer info")?;
+        let info = consumer.info().await.context("consumer info")?;
         let stranded = stranded(info.num_ack_pending, info.ack_floor.stream_sequence, info.delivered.stream_sequence);
         self.seen = if stranded { self.seen + 1 } else { 0 };
         if self.seen >= 2 {
-            let pending = info.num_ack_pending;
-            let floor = vigia_bus::remake_consumer(bus.jetstream(), READINGS, "persister").await?;
+            let (pending, durable) = (info.num_ack_pending, info.name.clone());
+            let floor = vigia_bus::remake_consumer(bus.jetstream(), READINGS, &durable).await?;
             tracing::warn!(
                 pending,
                 floor,
+                consumer = %durable,
                 "Messages were pending below the consumer's ack floor; made the consumer again after it."
             );
             self.seen = 0;

@@ -5,21 +5,27 @@
 //! itself: every alert event carries the tag's state after it, so after a
 //! restart the last message on `alerts.<tag>` restores the tag. Alert message
 //! ids derive from the reading's id, so a redelivered reading raises nothing twice.
+//!
+//! Acks are cumulative, one per batch (`workers/acks.rs`): an ack per
+//! reading was a second message per reading for nats-server to route, on
+//! top of the alerter's own delivery of every reading.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use async_nats::jetstream::consumer::PullConsumer;
 use async_nats::jetstream::context::PublishAckFuture;
-use async_nats::jetstream::stream::Stream;
 use futures::future::try_join_all;
+use futures::{StreamExt, TryStreamExt};
 use tokio_util::sync::CancellationToken;
-use vigia_bus::{ALERTS, Batcher, Bus, Delivery, HeaderMap, READINGS};
+use vigia_bus::{ALERTS, Batcher, Bus, Delivery, HeaderMap, READINGS, Receipt};
 use vigia_domain::{
-    AlertEvent, AlertKind, AlertState, EVENT_HEADER, RULES_SUBJECT, Rule, RulesSet, SENSOR_SUBJECT_PREFIX,
+    AlertEvent, AlertKind, AlertState, EVENT_HEADER, Ledger, RULES_SUBJECT, Rule, RulesSet, SENSOR_SUBJECT_PREFIX,
     SensorDescription, Tag, VERSION_HEADER,
 };
 
+use super::acks::{Acks, Stranded, unstick};
 use super::persister::{BatchOptions, decode};
 use super::{ack_all, receipts, retry_backoff};
 
@@ -27,7 +33,6 @@ use super::{ack_all, receipts, retry_backoff};
 #[derive(Debug)]
 pub struct Alerter {
     bus: Bus,
-    alerts: Stream,
     rules: Vec<Rule>,
     states: HashMap<Tag, AlertState>,
     /// Each tag's own thresholds, from its last description, re-read after [`SENSOR_TTL`].
@@ -39,12 +44,15 @@ pub struct Alerter {
 /// How long a tag's thresholds are trusted before the log is asked again.
 const SENSOR_TTL: Duration = Duration::from_secs(5);
 
+/// Reads from the log in flight at once when a batch's tags are looked up.
+const LOOKUPS_IN_FLIGHT: usize = 64;
+
 impl Alerter {
     pub async fn new(bus: &Bus, rules: Vec<Rule>) -> anyhow::Result<Alerter> {
-        let alerts = bus.jetstream().get_stream(ALERTS).await.context("failed to open the ALERTS stream")?;
+        // Fail early when ALERTS is missing: every judged batch reads and publishes there.
+        bus.jetstream().get_stream(ALERTS).await.context("failed to open the ALERTS stream")?;
         Ok(Alerter {
             bus: bus.clone(),
-            alerts,
             rules,
             states: HashMap::new(),
             sensor_rules: HashMap::new(),
@@ -61,28 +69,61 @@ impl Alerter {
     /// The tag's state: from memory, else from the last alert event on its subject.
     async fn state(&mut self, tag: &Tag) -> anyhow::Result<&mut AlertState> {
         if !self.states.contains_key(tag) {
-            let subject = format!("alerts.{tag}");
-            let state = match self.alerts.get_last_raw_message_by_subject(&subject).await {
-                Ok(msg) => match serde_json::from_slice::<AlertEvent>(&msg.payload) {
-                    Ok(e) => e.state,
-                    // Stalling every tag's alerts on one bad message would be worse than
-                    // judging this tag afresh; the message itself is dead-lettered by the
-                    // alert projector and shows in /api/v1/dead-letters.
-                    Err(e) => {
-                        tracing::error!(%subject, error = %e, "The last event is not an alert event; judging the tag afresh.");
-                        AlertState::default()
-                    }
-                },
-                Err(e)
-                    if matches!(e.kind(), async_nats::jetstream::stream::LastRawMessageErrorKind::NoMessageFound) =>
-                {
-                    AlertState::default()
-                }
-                Err(e) => return Err(anyhow::anyhow!("failed to read {subject}: {e}")),
-            };
+            let state = self.read_state(tag).await?;
             self.states.insert(tag.clone(), state);
         }
         Ok(self.states.get_mut(tag).expect("inserted above"))
+    }
+
+    /// The state the last alert event on `alerts.<tag>` left.
+    async fn read_state(&self, tag: &Tag) -> anyhow::Result<AlertState> {
+        let subject = format!("alerts.{tag}");
+        Ok(match self.bus.last_on(ALERTS, &subject).await? {
+            Some(msg) => match serde_json::from_slice::<AlertEvent>(&msg.payload) {
+                Ok(e) => e.state,
+                // Stalling every tag's alerts on one bad message would be worse than
+                // judging this tag afresh; the message itself is dead-lettered by the
+                // alert projector and shows in /api/v1/dead-letters.
+                Err(e) => {
+                    tracing::error!(%subject, error = %e, "The last event is not an alert event; judging the tag afresh.");
+                    AlertState::default()
+                }
+            },
+            None => AlertState::default(),
+        })
+    }
+
+    /// Reads from the log, a bounded number at a time, what the batch's tags
+    /// need and this alerter does not hold: each tag's own thresholds older
+    /// than [`SENSOR_TTL`] and the state of a tag not seen yet. Asked one tag
+    /// after another, each a round trip to a busy nats-server, these reads
+    /// were most of a batch's time (docs/performance.md).
+    async fn prefetch<'t>(&mut self, tags: impl Iterator<Item = &'t Tag>) -> anyhow::Result<()> {
+        let mut seen = std::collections::HashSet::new();
+        let (mut rules, mut states) = (Vec::new(), Vec::new());
+        for tag in tags.filter(|t| seen.insert(*t)) {
+            if self.sensor_rules.get(tag).is_none_or(|(at, _)| at.elapsed() >= SENSOR_TTL) {
+                rules.push(tag.clone());
+            }
+            if !self.states.contains_key(tag) {
+                states.push(tag.clone());
+            }
+        }
+        let this = &*self;
+        let rules: Vec<_> = futures::stream::iter(rules)
+            .map(|tag| async move { this.read_sensor_rules(&tag).await.map(|r| (tag, r)) })
+            .buffer_unordered(LOOKUPS_IN_FLIGHT)
+            .try_collect()
+            .await?;
+        let states: Vec<_> = futures::stream::iter(states)
+            .map(|tag| async move { this.read_state(&tag).await.map(|s| (tag, s)) })
+            .buffer_unordered(LOOKUPS_IN_FLIGHT)
+            .try_collect()
+            .await?;
+        let now = Instant::now();
+        self.sensor_rules.extend(rules.into_iter().map(|(tag, r)| (tag, (now, r))));
+        self.states.extend(states);
+        Ok(())
     }
 
     /// The rules in force: the last `RulesSet` on `alerts._rules`, else the configured ones.
@@ -106,8 +147,15 @@ impl Alerter {
         {
             return Ok(rules.clone());
         }
+        let rules = self.read_sensor_rules(tag).await?;
+        self.sensor_rules.insert(tag.clone(), (Instant::now(), rules.clone()));
+        Ok(rules)
+    }
+
+    /// A tag's own thresholds, read from the log.
+    async fn read_sensor_rules(&self, tag: &Tag) -> anyhow::Result<Vec<Rule>> {
         let subject = format!("{SENSOR_SUBJECT_PREFIX}.{tag}");
-        let rules = match self.bus.last_on(ALERTS, &subject).await? {
+        Ok(match self.bus.last_on(ALERTS, &subject).await? {
             Some(m) => match serde_json::from_slice::<SensorDescription>(&m.payload) {
                 Ok(d) if !d.deleted => d.rules(),
                 Ok(_) => Vec::new(),
@@ -117,39 +165,38 @@ impl Alerter {
                 }
             },
             None => Vec::new(),
-        };
-        self.sensor_rules.insert(tag.clone(), (Instant::now(), rules.clone()));
-        Ok(rules)
+        })
     }
 
     /// Judges a batch and publishes its alert events; returns how many.
     pub async fn judge(&mut self, batch: &[Delivery]) -> anyhow::Result<usize> {
         let (mut acks, mut published) = (Vec::new(), 0);
         let rules = self.rules_now().await?;
-        for d in batch {
-            // Backfill is history: it is stored and counted, but alerts are for now.
-            for event in decode(d, self.freshness).into_iter().filter(|e| !e.reading.backfill) {
-                let own = self.sensor_rules(&event.reading.tag).await?;
-                let rules: std::borrow::Cow<'_, [Rule]> = if own.is_empty() {
-                    std::borrow::Cow::Borrowed(&rules)
-                } else {
-                    std::borrow::Cow::Owned(rules.iter().cloned().chain(own).collect())
+        // Backfill is history: it is stored and counted, but alerts are for now.
+        let events: Vec<_> =
+            batch.iter().flat_map(|d| decode(d, self.freshness)).filter(|e| !e.reading.backfill).collect();
+        self.prefetch(events.iter().map(|e| &e.reading.tag)).await?;
+        for event in events {
+            let own = self.sensor_rules(&event.reading.tag).await?;
+            let rules: std::borrow::Cow<'_, [Rule]> = if own.is_empty() {
+                std::borrow::Cow::Borrowed(&rules)
+            } else {
+                std::borrow::Cow::Owned(rules.iter().cloned().chain(own).collect())
+            };
+            let state = self.state(&event.reading.tag).await?;
+            let mut snapshot = state.clone();
+            let changes = state.apply(&rules, event.id, &event.reading);
+            snapshot.last = Some(event.id);
+            for change in changes {
+                match change.kind {
+                    AlertKind::Opened => snapshot.open.insert(change.rule.id.clone(), change.reading),
+                    AlertKind::Cleared => snapshot.open.remove(&change.rule.id),
                 };
-                let state = self.state(&event.reading.tag).await?;
-                let mut snapshot = state.clone();
-                let changes = state.apply(&rules, event.id, &event.reading);
-                snapshot.last = Some(event.id);
-                for change in changes {
-                    match change.kind {
-                        AlertKind::Opened => snapshot.open.insert(change.rule.id.clone(), change.reading),
-                        AlertKind::Cleared => snapshot.open.remove(&change.rule.id),
-                    };
-                    let alert = change.event(&snapshot);
-                    log_alert(&alert);
-                    acks.push(self.publish(&alert).await?);
-                    if acks.len() >= ALERT_ACKS_IN_FLIGHT {
-                        published += confirm(&mut acks).await?;
-                    }
+                let alert = change.event(&snapshot);
+                log_alert(&alert);
+                acks.push(self.publish(&alert).await?);
+                if acks.len() >= ALERT_ACKS_IN_FLIGHT {
+                    published += confirm(&mut acks).await?;
                 }
             }
         }
@@ -199,34 +246,163 @@ fn log_alert(a: &AlertEvent) {
     }
 }
 
-/// Runs the alerter until `stop`.
+/// Runs the alerter until `stop`; the batch in hand is judged and acked first.
+///
+/// With the shipped consumer (`"ack_policy": "all"`) it acks once per batch,
+/// never past the run of sequences it judged itself or the server's ack
+/// floor ([`Acks`], `workers/acks.rs`); with `"explicit"`, every message.
 pub async fn run(bus: &Bus, rules: Vec<Rule>, options: BatchOptions, stop: CancellationToken) -> anyhow::Result<()> {
-    let consumer = bus.consumer(READINGS, "alerter").await?;
-    let mut batcher = Batcher::new(&consumer, options.size, options.wait).await?;
+    let mut consumer = bus.consumer(READINGS, "alerter").await?;
+    let mut judged = Judged::new(bus, &consumer).await?;
     let mut alerter = Alerter::new(bus, rules).await?.with_freshness(options.freshness);
     tracing::info!(rules = alerter.rules.len(), "Alerter started.");
-    while let Some(batch) = batcher.next(&stop).await? {
-        let mut attempt = 0u32;
-        let done = loop {
-            match alerter.judge(&batch).await {
-                Ok(_) => break true,
-                Err(e) => {
-                    attempt += 1;
-                    // Forget cached state: what was published is in ALERTS.
-                    alerter.states.clear();
-                    tracing::warn!(error = %e, attempt, "Alerting failed; retrying the batch.");
-                    if !retry_backoff(bus, &receipts(&batch), attempt, &stop).await {
-                        break false;
+    let mut stranded = Stranded::default();
+    let mut look = tokio::time::interval(Duration::from_secs(1));
+    look.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The pull owns the batcher while it waits, so a look at the floor
+    // never cuts a batch short.
+    let mut pulling = Box::pin(next_batch(pull(bus, options).await?, stop.clone()));
+    let batcher = loop {
+        tokio::select! {
+            (batcher, next) = &mut pulling => {
+                let Some(batch) = next? else {
+                    if stop.is_cancelled() {
+                        break batcher;
                     }
+                    // Made again after its ack floor (by this alerter or another): pull again.
+                    tracing::warn!("The alerter's consumer went away; pulling from it again.");
+                    let Some((again, pull)) = bind_again(bus, options, &stop).await else {
+                        break batcher;
+                    };
+                    consumer = again;
+                    pulling.set(next_batch(pull, stop.clone()));
+                    continue;
+                };
+                if !judge_until_done(&mut alerter, bus, &batch, &stop).await {
+                    break batcher;
+                }
+                ack_all(bus, &judged.judged(&batch)).await?;
+                pulling.set(next_batch(batcher, stop.clone()));
+            }
+            _ = look.tick(), if judged.cumulative() => {
+                if let Err(e) = judged.look(bus, &mut consumer, &mut stranded).await {
+                    tracing::warn!(error = %format_args!("{e:#}"), "Could not look into the alerter's ack floor; trying again.");
                 }
             }
-        };
-        if !done {
-            break;
         }
-        ack_all(bus, &receipts(&batch)).await?;
-    }
+    };
     let released = batcher.release().await;
     tracing::info!(released, "Alerter stopped.");
     Ok(())
+}
+
+/// A pull from the alerter's consumer, in batches of `options`.
+async fn pull(bus: &Bus, options: BatchOptions) -> anyhow::Result<Batcher> {
+    let consumer = bus.consumer(READINGS, "alerter").await?;
+    Ok(Batcher::new(&consumer, options.size, options.wait).await?)
+}
+
+/// The consumer and a pull from it once it is back; `None` when stopping first.
+async fn bind_again(bus: &Bus, options: BatchOptions, stop: &CancellationToken) -> Option<(PullConsumer, Batcher)> {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return None,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        let bound = async { anyhow::Ok((bus.consumer(READINGS, "alerter").await?, pull(bus, options).await?)) };
+        match bound.await {
+            Ok(bound) => return Some(bound),
+            Err(e) => tracing::warn!(error = %format_args!("{e:#}"), "The alerter's consumer is not back yet."),
+        }
+    }
+}
+
+/// The next batch, with the batcher handed back.
+async fn next_batch(
+    mut batcher: Batcher,
+    stop: CancellationToken,
+) -> (Batcher, Result<Option<Vec<Delivery>>, vigia_bus::BusError>) {
+    let next = batcher.next(&stop).await;
+    (batcher, next)
+}
+
+/// Judges `batch` until it is done, retrying with backoff; false when
+/// stopping first (the batch is then left unacked for redelivery).
+async fn judge_until_done(alerter: &mut Alerter, bus: &Bus, batch: &[Delivery], stop: &CancellationToken) -> bool {
+    let mut attempt = 0u32;
+    loop {
+        match alerter.judge(batch).await {
+            Ok(_) => return true,
+            Err(e) => {
+                attempt += 1;
+                // Forget cached state: what was published is in ALERTS.
+                alerter.states.clear();
+                tracing::warn!(error = %e, attempt, "Alerting failed; retrying the batch.");
+                if !retry_backoff(bus, &receipts(batch), attempt, stop).await {
+                    return false;
+                }
+            }
+        }
+    }
+}
+
+/// What this alerter has judged, and the acks that may go out for it.
+///
+/// Unlike the persister's, its ledger is in memory and its own: a judged
+/// reading leaves nothing in a store, and what matters for an ack is only
+/// that no message at or below it is still unjudged in anyone's hands.
+struct Judged {
+    acks: Acks,
+    ledger: Ledger,
+}
+
+impl Judged {
+    async fn new(bus: &Bus, consumer: &PullConsumer) -> anyhow::Result<Judged> {
+        let mut acks = Acks::of(consumer.cached_info(), Instant::now());
+        if let Acks::Cumulative(floor) = &mut acks {
+            // What the stream no longer holds is done with, acked or not.
+            let first = bus.readings_first().await?;
+            floor.raise(first.saturating_sub(1), &Ledger::default(), Instant::now());
+        }
+        Ok(Judged { acks, ledger: Ledger::default() })
+    }
+
+    fn cumulative(&self) -> bool {
+        matches!(self.acks, Acks::Cumulative(_))
+    }
+
+    /// Records a judged batch; returns the acks to send.
+    fn judged(&mut self, batch: &[Delivery]) -> Vec<Receipt> {
+        if !self.cumulative() {
+            return receipts(batch);
+        }
+        for d in batch {
+            self.ledger.insert(d.receipt().seq);
+        }
+        let to_ack = self.acks.committed(receipts(batch), Some(&self.ledger), Instant::now());
+        self.forget_below_floor();
+        to_ack
+    }
+
+    /// A floor stuck on someone else's messages or deleted ones is looked
+    /// into; an idle one, now and then, for messages stranded below it.
+    async fn look(&mut self, bus: &Bus, consumer: &mut PullConsumer, stranded: &mut Stranded) -> anyhow::Result<()> {
+        let Acks::Cumulative(floor) = &mut self.acks else { return Ok(()) };
+        if floor.stuck(Instant::now()).is_some() {
+            let to_ack = unstick(bus, &self.ledger, consumer, floor).await?;
+            self.forget_below_floor();
+            ack_all(bus, &to_ack).await?;
+        } else if floor.highest_held().is_none() && stranded.due() {
+            stranded.check(bus, consumer).await?;
+        }
+        Ok(())
+    }
+
+    /// Ranges at or below the floor are acked: only the run above it matters.
+    fn forget_below_floor(&mut self) {
+        if let Acks::Cumulative(floor) = &self.acks {
+            let floor = floor.floor();
+            self.ledger.ranges.retain(|(_, hi)| *hi > floor);
+        }
+    }
 }

@@ -406,7 +406,11 @@ pub async fn run(
             _ = look.tick(), if matches!(acks, Acks::Cumulative(_)) => {
                 let Acks::Cumulative(floor) = &mut acks else { continue };
                 if floor.stuck(Instant::now()).is_some() {
-                    match unstick(bus, store, &mut consumer, floor).await {
+                    let looked = match store.ledger(READINGS_LEDGER).await {
+                        Ok(ledger) => unstick(bus, &ledger, &mut consumer, floor).await,
+                        Err(e) => Err(e.into()),
+                    };
+                    match looked {
                         Ok(to_ack) => send_acks(bus, to_ack, &mut acking).await,
                         Err(e) => tracing::warn!(error = %format_args!("{e:#}"), floor = floor.floor(), "Could not look into the ack floor; trying again."),
                     }

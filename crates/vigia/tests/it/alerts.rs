@@ -77,6 +77,71 @@ async fn redelivered_readings_raise_nothing_twice() {
     running.shutdown().await;
 }
 
+/// Cumulative acks (the shipped `"ack_policy": "all"`): an alerter never
+/// acks past readings another alerter on the consumer still holds, so when
+/// that one dies they come again and are judged.
+#[tokio::test]
+async fn an_alerter_never_acks_past_readings_another_holds() {
+    use futures::StreamExt;
+    let env = TestEnv::start().await;
+    let mut info = env.consumer(READINGS, "alerter").await;
+    assert_eq!(
+        info.info().await.unwrap().config.ack_policy,
+        async_nats::jetstream::consumer::AckPolicy::All,
+        "the shipped alerter consumer takes cumulative acks"
+    );
+    // Ten tags, one reading above 50 each: ten alerts, whoever judges them.
+    for i in 0..10 {
+        env.publish_raw(&format!("brasil.sul.s{i}"), br#"{"value": 60}"#).await;
+    }
+    // Another alerter takes 1..=4 and stays on them (its progress resets the ack wait).
+    let held: Vec<_> = env
+        .consumer(READINGS, "alerter")
+        .await
+        .fetch()
+        .max_messages(4)
+        .messages()
+        .await
+        .unwrap()
+        .map(|m| m.expect("a message"))
+        .collect()
+        .await;
+    assert_eq!(held.iter().map(|m| m.info().unwrap().stream_sequence).collect::<Vec<_>>(), [1, 2, 3, 4]);
+    let alive = CancellationToken::new();
+    let keeper = tokio::spawn({
+        let alive = alive.clone();
+        async move {
+            while !alive.is_cancelled() {
+                for m in &held {
+                    m.ack_with(async_nats::jetstream::AckKind::Progress).await.expect("progress");
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            // Then it dies without acking.
+        }
+    });
+
+    let running = env.run(Parts { alerter: true, ..Parts::default() });
+    let bus = env.bus.clone();
+    wait_for("alerts for 5..=10", Duration::from_secs(30), || {
+        let bus = bus.clone();
+        async move { bus.usage(ALERTS).await.unwrap().messages == 6 }
+    })
+    .await;
+    // Long enough for the alerter to look into its stuck floor (after 2 s).
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let state = info.info().await.unwrap().clone();
+    assert_eq!(state.ack_floor.stream_sequence, 0, "no ack covered 1..=4 while another alerter held them");
+    assert_eq!(state.num_ack_pending, 10, "5..=10 judged and held, 1..=4 in the other's hands");
+
+    alive.cancel();
+    keeper.await.unwrap();
+    env.drained(READINGS, "alerter").await;
+    assert_eq!(env.stream_messages(ALERTS).await, 10, "every reading judged once, the dead alerter's too");
+    assert_eq!(info.info().await.unwrap().ack_floor.stream_sequence, 10);
+    running.shutdown().await;
+}
+
 #[tokio::test]
 async fn unreadable_alert_messages_are_dead_lettered_not_dropped() {
     let env = TestEnv::start().await;

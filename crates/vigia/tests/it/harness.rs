@@ -22,6 +22,7 @@ async fn the_harness_measures_every_phase_and_drains_its_backlog() {
         latency_time: Duration::from_secs(2),
         backlog: 3_000,
         message_ids: false,
+        alerter: true,
     };
     let report = vigia::bench::run(&config, options).await.expect("the harness run succeeds");
 
@@ -36,6 +37,8 @@ async fn the_harness_measures_every_phase_and_drains_its_backlog() {
         report.pipeline_rate <= report.publish_rate,
         "stored-and-counted cannot outrun acknowledged publishing: {report}"
     );
+    let judged = report.judged_rate.expect("the alerter ran beside the persister");
+    assert!(judged > 0.0 && judged <= report.pipeline_rate, "judged after stored and counted: {report}");
     // One probe every 50 ms for 2 s.
     assert!((35..=41).contains(&report.latency_samples), "{} probes: {report}", report.latency_samples);
     assert!(report.latency_p50 <= report.latency_p99 && report.latency_p99 <= report.latency_max, "{report}");
@@ -48,4 +51,5 @@ async fn the_harness_measures_every_phase_and_drains_its_backlog() {
     let text = report.to_string();
     assert!(text.contains("backlog of 3000 messages drained"), "{text}");
     assert!(text.contains("ratio to the JetStream ceiling"), "{text}");
+    assert!(text.contains("persister and alerter") && text.contains("judged by the alerter"), "{text}");
 }

@@ -72,6 +72,17 @@ impl Acks {
         Acks::Cumulative(Floor::new(info.ack_floor.stream_sequence.max(start), now))
     }
 
+    /// The way `consumer` takes acks, its floor already past what the
+    /// stream no longer holds (done with, acked or not).
+    pub(crate) async fn starting(bus: &Bus, consumer: &PullConsumer) -> anyhow::Result<Acks> {
+        let mut acks = Acks::of(consumer.cached_info(), Instant::now());
+        if let Acks::Cumulative(floor) = &mut acks {
+            let first = bus.readings_first().await?;
+            floor.raise(first.saturating_sub(1), &Ledger::default(), Instant::now());
+        }
+        Ok(acks)
+    }
+
     /// The receipts to send once a flush with `receipts` committed and
     /// `ledger` is the ledger as that commit left it (`None`: unknown; the
     /// receipts wait for [`Floor::stuck`]).

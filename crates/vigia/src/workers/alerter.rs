@@ -358,13 +358,7 @@ struct Judged {
 
 impl Judged {
     async fn new(bus: &Bus, consumer: &PullConsumer) -> anyhow::Result<Judged> {
-        let mut acks = Acks::of(consumer.cached_info(), Instant::now());
-        if let Acks::Cumulative(floor) = &mut acks {
-            // What the stream no longer holds is done with, acked or not.
-            let first = bus.readings_first().await?;
-            floor.raise(first.saturating_sub(1), &Ledger::default(), Instant::now());
-        }
-        Ok(Judged { acks, ledger: Ledger::default() })
+        Ok(Judged { acks: Acks::starting(bus, consumer).await?, ledger: Ledger::default() })
     }
 
     fn cumulative(&self) -> bool {
@@ -373,13 +367,14 @@ impl Judged {
 
     /// Records a judged batch; returns the acks to send.
     fn judged(&mut self, batch: &[Delivery]) -> Vec<Receipt> {
+        let receipts = receipts(batch);
         if !self.cumulative() {
-            return receipts(batch);
+            return receipts;
         }
-        for d in batch {
-            self.ledger.insert(d.receipt().seq);
+        for r in &receipts {
+            self.ledger.insert(r.seq);
         }
-        let to_ack = self.acks.committed(receipts(batch), Some(&self.ledger), Instant::now());
+        let to_ack = self.acks.committed(receipts, Some(&self.ledger), Instant::now());
         self.forget_below_floor();
         to_ack
     }

@@ -359,12 +359,7 @@ pub async fn run(
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     let mut consumer = bus.consumer(READINGS, "persister").await?;
-    let mut acks = Acks::of(consumer.cached_info(), Instant::now());
-    if let Acks::Cumulative(floor) = &mut acks {
-        // What the stream no longer holds is done with, acked or not.
-        let first = bus.readings_first().await?;
-        floor.raise(first.saturating_sub(1), &vigia_domain::Ledger::default(), Instant::now());
-    }
+    let mut acks = Acks::starting(bus, &consumer).await?;
     let batcher = pull(bus, options).await?;
     tracing::info!(batch_size = options.size, flush_events = options.flush_events, "Persister started.");
     let (tx, mut rx) = mpsc::channel(2);

@@ -1,9 +1,12 @@
-//! Payload decoding and tag parsing, per input shape.
+//! Payload decoding and tag parsing, per input shape, in full (the
+//! persister) and for judging (the alerter: fresh, ok readings only).
 //! Run: `cargo bench --workspace --bench decode`.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
-use vigia_domain::{BatchItem, READINGS_RECORDED, Reading, Tag, decode_message, decode_payload, encode_batch};
+use vigia_domain::{
+    BatchItem, READINGS_RECORDED, Reading, Tag, decode_message, decode_payload, encode_batch, readings_to_judge,
+};
 
 fn decode(c: &mut Criterion) {
     let tag = Tag::parse("brasil.sudeste.sensor01").unwrap();
@@ -17,6 +20,9 @@ fn decode(c: &mut Criterion) {
     ];
     for (name, payload) in shapes {
         group.bench_function(name, |b| b.iter(|| decode_payload(black_box(&tag), black_box(payload), 0)));
+        group.bench_function(format!("{name}_to_judge"), |b| {
+            b.iter(|| readings_to_judge(tag.as_str(), None, None, black_box(payload), 0, false, FRESHNESS_MS))
+        });
     }
     group.bench_function("tag_parse", |b| b.iter(|| Tag::parse(black_box("brasil.sudeste.sensor01"))));
     let items: Vec<BatchItem> =
@@ -26,8 +32,31 @@ fn decode(c: &mut Criterion) {
     group.bench_function("batch_of_1000", |b| {
         b.iter(|| decode_message("brasil.sudeste", Some(READINGS_RECORDED), Some("1"), black_box(&body), 0))
     });
+    // Judged live, and as a backfill an hour old (judged readings: none).
+    for (name, broker_ms) in
+        [("batch_of_1000_to_judge", 1_700_000_000_000), ("backfill_of_1000_to_judge", 1_700_003_600_000)]
+    {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let r = readings_to_judge(
+                    "brasil.sudeste",
+                    Some(READINGS_RECORDED),
+                    Some("1"),
+                    black_box(&body),
+                    broker_ms,
+                    false,
+                    FRESHNESS_MS,
+                );
+                assert_eq!(r.len(), if broker_ms == 1_700_000_000_000 { 1000 } else { 0 });
+                r
+            })
+        });
+    }
     group.finish();
 }
+
+/// The shipped freshness window, five minutes.
+const FRESHNESS_MS: i64 = 300_000;
 
 criterion_group!(benches, decode);
 criterion_main!(benches);

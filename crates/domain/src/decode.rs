@@ -22,10 +22,36 @@ pub(crate) const META_VALUE_LIMIT: usize = 256;
 /// Decodes one device payload published on `tag`'s subject.
 /// `broker_ms` is the stream's receive time, used when the payload has none.
 pub fn decode_payload(tag: &Tag, payload: &[u8], broker_ms: i64) -> Reading {
+    decode_with(tag, payload, broker_ms, Detail::All)
+}
+
+/// [`decode_payload`] without the unit and the metadata: what the alerter
+/// judges. Tag, time, value and status are always those `decode_payload`
+/// gives, because the fields it drops can never make a reading an error;
+/// it only checks them as JSON instead of keeping them (the metadata's keys
+/// and strings were most of a device reading's decoding).
+pub(crate) fn decode_judged(tag: &Tag, payload: &[u8], broker_ms: i64) -> Reading {
+    decode_with(tag, payload, broker_ms, Detail::Judged)
+}
+
+/// What of a payload object a decode keeps.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Detail {
+    All,
+    /// Value and time only.
+    Judged,
+}
+
+fn decode_with(tag: &Tag, payload: &[u8], broker_ms: i64, detail: Detail) -> Reading {
     if payload.iter().all(u8::is_ascii_whitespace) {
         return Reading::error(tag.clone(), broker_ms, "empty payload", payload);
     }
-    let parsed: Parsed = match serde_json::from_slice(payload) {
+    let parsed = {
+        // As `serde_json::from_slice`, with the detail to keep.
+        let mut de = serde_json::Deserializer::from_slice(payload);
+        de.deserialize_any(ParsedVisitor(detail)).and_then(|parsed| de.end().map(|()| parsed))
+    };
+    let parsed = match parsed {
         Ok(parsed) => parsed,
         Err(e) => {
             let reason = format!("payload is not JSON: {e}");
@@ -124,13 +150,7 @@ impl Fields {
     }
 }
 
-impl<'de> Deserialize<'de> for Parsed {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Parsed, D::Error> {
-        d.deserialize_any(ParsedVisitor)
-    }
-}
-
-struct ParsedVisitor;
+struct ParsedVisitor(Detail);
 
 impl<'de> Visitor<'de> for ParsedVisitor {
     type Value = Parsed;
@@ -148,7 +168,11 @@ impl<'de> Visitor<'de> for ParsedVisitor {
                 "timestamp" => &mut fields.timestamp,
                 "ts" => &mut fields.ts,
                 "time" => &mut fields.time,
-                "unit" => &mut fields.unit,
+                "unit" if self.0 == Detail::All => &mut fields.unit,
+                _ if self.0 == Detail::Judged => {
+                    map.next_value::<Skim>()?;
+                    continue;
+                }
                 _ => {
                     let v = map.next_value()?;
                     fields.other(key, v);
@@ -191,6 +215,60 @@ impl<'de> Visitor<'de> for ParsedVisitor {
 
     fn visit_unit<E>(self) -> Result<Parsed, E> {
         Ok(Parsed::Other(Json::Null))
+    }
+}
+
+/// Any JSON value, read and checked as a `serde_json::Value` is (numbers in
+/// range, strings valid), and kept nowhere.
+struct Skim;
+
+impl<'de> Deserialize<'de> for Skim {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Skim, D::Error> {
+        d.deserialize_any(SkimVisitor)
+    }
+}
+
+struct SkimVisitor;
+
+impl<'de> Visitor<'de> for SkimVisitor {
+    type Value = Skim;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Skim, E> {
+        Ok(Skim)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Skim, E> {
+        Ok(Skim)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Skim, E> {
+        Ok(Skim)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Skim, E> {
+        Ok(Skim)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Skim, E> {
+        Ok(Skim)
+    }
+
+    fn visit_unit<E>(self) -> Result<Skim, E> {
+        Ok(Skim)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Skim, A::Error> {
+        while seq.next_element::<Skim>()?.is_some() {}
+        Ok(Skim)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Skim, A::Error> {
+        while map.next_entry::<Skim, Skim>()?.is_some() {}
+        Ok(Skim)
     }
 }
 

@@ -85,9 +85,9 @@ impl From<&Reading> for BatchItem {
 }
 
 #[derive(Serialize, Deserialize)]
-struct BatchV1<T> {
-    v: u32,
-    readings: T,
+pub(crate) struct BatchV1<T> {
+    pub(crate) v: u32,
+    pub(crate) readings: T,
 }
 
 /// Why readings cannot share one batch message.

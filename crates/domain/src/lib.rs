@@ -13,6 +13,7 @@ mod dataset;
 mod decode;
 mod envelope;
 mod import;
+mod judged;
 mod ledger;
 mod projection;
 mod query;
@@ -33,6 +34,7 @@ pub use envelope::{
     batch_subject, decode_message, encode_batch,
 };
 pub use import::{ImportError, ImportHeader, ImportRow, RowError};
+pub use judged::readings_to_judge;
 pub use ledger::Ledger;
 pub use projection::{
     BLOCK_SPAN_MS, Block, BlockExtra, CounterDelta, Projection, RollupDelta, RollupGrain, SensorDelta, StoredEvent,

@@ -183,7 +183,12 @@ pub struct AlertState {
 impl AlertState {
     /// Judges one reading. Readings at or before `last` were judged already
     /// (a redelivery) and change nothing, which is what keeps alerts exactly-once.
-    pub fn apply(&mut self, rules: &[Rule], id: EventId, reading: &Reading) -> Vec<AlertChange> {
+    pub fn apply<'r>(
+        &mut self,
+        rules: impl IntoIterator<Item = &'r Rule>,
+        id: EventId,
+        reading: &Reading,
+    ) -> Vec<AlertChange> {
         if self.last.is_some_and(|last| id <= last) {
             return Vec::new();
         }
@@ -192,7 +197,7 @@ impl AlertState {
             return Vec::new();
         };
         let mut changes = Vec::new();
-        for rule in rules.iter().filter(|r| r.pattern.matches(&reading.tag)) {
+        for rule in rules.into_iter().filter(|r| r.pattern.matches(&reading.tag)) {
             let opened_by = self.open.get(&rule.id).copied();
             let alarm = rule.in_alarm(value, opened_by.is_some());
             let kind = match (opened_by, alarm) {
@@ -216,6 +221,30 @@ impl AlertState {
             });
         }
         changes
+    }
+
+    /// The alert events of `changes`, which [`AlertState::apply`] has just
+    /// made of this state: each carries the tag's state right after it, so
+    /// the last carries `self`. Only a reading that changes something pays
+    /// for copies of the state; most readings change nothing.
+    pub fn events(&self, changes: Vec<AlertChange>) -> Vec<AlertEvent> {
+        let mut state = self.clone();
+        for change in changes.iter().rev() {
+            match change.kind {
+                AlertKind::Opened => state.open.remove(&change.rule.id),
+                AlertKind::Cleared => state.open.insert(change.rule.id.clone(), change.opened_by),
+            };
+        }
+        changes
+            .into_iter()
+            .map(|change| {
+                match change.kind {
+                    AlertKind::Opened => state.open.insert(change.rule.id.clone(), change.reading),
+                    AlertKind::Cleared => state.open.remove(&change.rule.id),
+                };
+                change.event(&state)
+            })
+            .collect()
     }
 }
 
@@ -328,6 +357,27 @@ mod tests {
         assert_eq!(s.apply(&rules, id, &reading(90.0)).len(), 1);
         assert!(s.apply(&rules, id, &reading(90.0)).is_empty());
         assert!(s.apply(&rules, EventId { seq: 6, idx: 3 }, &reading(1.0)).is_empty());
+    }
+
+    #[test]
+    fn each_event_carries_the_state_right_after_it() {
+        let mut high = Rule::default_rules().remove(0);
+        high.id = "high".into();
+        let mut low = high.clone();
+        (low.id, low.op, low.threshold) = ("low".into(), Op::Lt, 20.0);
+        let mut s = AlertState::default();
+        let at = |seq| EventId { seq, idx: 0 };
+        assert_eq!(s.apply([&low, &high], at(1), &reading(10.0)).len(), 1, "low opens");
+        // One reading clears `low` and opens `high`.
+        let changes = s.apply([&low, &high], at(2), &reading(90.0));
+        let events = s.events(changes);
+        let states: Vec<Vec<(&str, u64)>> =
+            events.iter().map(|e| e.state.open.iter().map(|(rule, by)| (rule.as_str(), by.seq)).collect()).collect();
+        assert_eq!(states, [vec![], vec![("high", 2)]]);
+        assert_eq!((events[0].kind, events[0].opened_by), (AlertKind::Cleared, at(1)));
+        assert!(events.iter().all(|e| e.state.last == Some(at(2))));
+        assert_eq!(events[1].state, s);
+        assert!(s.events(Vec::new()).is_empty());
     }
 
     #[test]

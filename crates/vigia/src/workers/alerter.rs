@@ -21,12 +21,12 @@ use futures::{StreamExt, TryStreamExt};
 use tokio_util::sync::CancellationToken;
 use vigia_bus::{ALERTS, Batcher, Bus, Delivery, HeaderMap, READINGS, Receipt};
 use vigia_domain::{
-    AlertEvent, AlertKind, AlertState, EVENT_HEADER, Ledger, RULES_SUBJECT, Rule, RulesSet, SENSOR_SUBJECT_PREFIX,
-    SensorDescription, Tag, VERSION_HEADER,
+    AlertEvent, AlertKind, AlertState, EVENT_HEADER, EventId, Ledger, RULES_SUBJECT, Rule, RulesSet,
+    SENSOR_SUBJECT_PREFIX, SensorDescription, StoredEvent, Tag, VERSION_HEADER, readings_to_judge,
 };
 
 use super::acks::{Acks, Stranded, unstick};
-use super::persister::{BatchOptions, decode};
+use super::persister::BatchOptions;
 use super::{ack_all, receipts, retry_backoff};
 
 /// Judges readings and publishes alert events.
@@ -64,15 +64,6 @@ impl Alerter {
     pub fn with_freshness(mut self, freshness: Duration) -> Alerter {
         self.freshness = freshness;
         self
-    }
-
-    /// The tag's state: from memory, else from the last alert event on its subject.
-    async fn state(&mut self, tag: &Tag) -> anyhow::Result<&mut AlertState> {
-        if !self.states.contains_key(tag) {
-            let state = self.read_state(tag).await?;
-            self.states.insert(tag.clone(), state);
-        }
-        Ok(self.states.get_mut(tag).expect("inserted above"))
     }
 
     /// The state the last alert event on `alerts.<tag>` left.
@@ -140,18 +131,6 @@ impl Alerter {
         }
     }
 
-    /// A tag's own thresholds as rules, from the last `SensorDescribed` of the tag.
-    async fn sensor_rules(&mut self, tag: &Tag) -> anyhow::Result<Vec<Rule>> {
-        if let Some((at, rules)) = self.sensor_rules.get(tag)
-            && at.elapsed() < SENSOR_TTL
-        {
-            return Ok(rules.clone());
-        }
-        let rules = self.read_sensor_rules(tag).await?;
-        self.sensor_rules.insert(tag.clone(), (Instant::now(), rules.clone()));
-        Ok(rules)
-    }
-
     /// A tag's own thresholds, read from the log.
     async fn read_sensor_rules(&self, tag: &Tag) -> anyhow::Result<Vec<Rule>> {
         let subject = format!("{SENSOR_SUBJECT_PREFIX}.{tag}");
@@ -171,28 +150,19 @@ impl Alerter {
     /// Judges a batch and publishes its alert events; returns how many.
     pub async fn judge(&mut self, batch: &[Delivery]) -> anyhow::Result<usize> {
         let (mut acks, mut published) = (Vec::new(), 0);
-        let rules = self.rules_now().await?;
         // Backfill is history: it is stored and counted, but alerts are for now.
-        let events: Vec<_> =
-            batch.iter().flat_map(|d| decode(d, self.freshness)).filter(|e| !e.reading.backfill).collect();
+        let events: Vec<_> = batch.iter().flat_map(|d| to_judge(d, self.freshness)).collect();
+        if events.is_empty() {
+            return Ok(0);
+        }
+        let rules = self.rules_now().await?;
         self.prefetch(events.iter().map(|e| &e.reading.tag)).await?;
         for event in events {
-            let own = self.sensor_rules(&event.reading.tag).await?;
-            let rules: std::borrow::Cow<'_, [Rule]> = if own.is_empty() {
-                std::borrow::Cow::Borrowed(&rules)
-            } else {
-                std::borrow::Cow::Owned(rules.iter().cloned().chain(own).collect())
-            };
-            let state = self.state(&event.reading.tag).await?;
-            let mut snapshot = state.clone();
-            let changes = state.apply(&rules, event.id, &event.reading);
-            snapshot.last = Some(event.id);
-            for change in changes {
-                match change.kind {
-                    AlertKind::Opened => snapshot.open.insert(change.rule.id.clone(), change.reading),
-                    AlertKind::Cleared => snapshot.open.remove(&change.rule.id),
-                };
-                let alert = change.event(&snapshot);
+            let tag = &event.reading.tag;
+            let own = self.sensor_rules.get(tag).map_or(&[][..], |(_, own)| own.as_slice());
+            let state = self.states.get_mut(tag).expect("the batch's tags were prefetched");
+            let changes = state.apply(rules.iter().chain(own), event.id, &event.reading);
+            for alert in state.events(changes) {
                 log_alert(&alert);
                 acks.push(self.publish(&alert).await?);
                 if acks.len() >= ALERT_ACKS_IN_FLIGHT {
@@ -215,6 +185,15 @@ impl Alerter {
             .send(format!("alerts.{}", alert.tag), Some(headers), payload.into(), Some(&alert.message_id()))
             .await?)
     }
+}
+
+/// The readings of a delivered message to judge (fresh and ok), with their log ids.
+fn to_judge(d: &Delivery, freshness: Duration) -> impl Iterator<Item = StoredEvent> + use<> {
+    let freshness_ms = freshness.as_millis() as i64;
+    let readings =
+        readings_to_judge(d.subject(), d.event(), d.version(), d.payload(), d.published_ms, d.backfill(), freshness_ms);
+    let seq = d.seq;
+    readings.into_iter().map(move |(idx, reading)| StoredEvent { id: EventId { seq, idx }, reading })
 }
 
 /// Most alert events sent and not yet confirmed: a batch may raise any

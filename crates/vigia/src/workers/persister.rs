@@ -122,12 +122,6 @@ fn events_of(d: &Delivery, mut readings: Vec<vigia_domain::Reading>, freshness: 
     numbered(d.seq, readings)
 }
 
-/// Decodes a delivered message into events with their log ids, backfill marked.
-pub fn decode(d: &Delivery, freshness: Duration) -> Vec<StoredEvent> {
-    let readings = decode_message(d.subject(), d.event(), d.version(), d.payload(), d.published_ms).into_readings();
-    events_of(d, readings, freshness)
-}
-
 /// The projection of a pull's readings; `None` when it holds a correction or
 /// retraction (those apply in log order, one by one, and project themselves).
 fn project(items: &[Item]) -> Option<Projection> {

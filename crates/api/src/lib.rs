@@ -45,7 +45,7 @@ use vigia_store::Store;
 pub use audit::{AuditError, AuditReport, TagReport, audit};
 pub use auth::{Auth, Scope, Token, hash_token};
 pub use datasets::DatasetCache;
-pub use metrics::{PERSISTER, PersisterStats};
+pub use metrics::{PERSISTER, PersisterStats, PersisterTotals};
 pub use pressure::{Pressure, PressureLimits};
 pub use problem::Problem;
 pub use server::{BACKLOG, Limits, bind, serve};

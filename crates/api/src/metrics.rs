@@ -39,9 +39,41 @@ impl PersisterStats {
         self.batch_nanos.fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
     }
 
+    /// What has been stored so far: `vigia bench` reports the flushes of its
+    /// pipeline phase from two of these.
+    pub fn totals(&self) -> PersisterTotals {
+        PersisterTotals {
+            flushes: self.batches.load(Ordering::Relaxed),
+            events: self.events.load(Ordering::Relaxed),
+            store_time: Duration::from_nanos(self.batch_nanos.load(Ordering::Relaxed)),
+        }
+    }
+
     /// A store write failed (the batch will be retried).
     pub fn store_error(&self) {
         self.store_errors.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The persister's running totals in this process.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PersisterTotals {
+    /// Flushes (transactions) stored.
+    pub flushes: u64,
+    /// Events they held.
+    pub events: u64,
+    /// Time the store took for them.
+    pub store_time: Duration,
+}
+
+impl PersisterTotals {
+    /// What was stored after `earlier`.
+    pub fn since(self, earlier: PersisterTotals) -> PersisterTotals {
+        PersisterTotals {
+            flushes: self.flushes.saturating_sub(earlier.flushes),
+            events: self.events.saturating_sub(earlier.events),
+            store_time: self.store_time.saturating_sub(earlier.store_time),
+        }
     }
 }
 

@@ -103,6 +103,9 @@ pub struct BenchReport {
     /// Readings per second from first publish until the alerter had judged
     /// and acknowledged every message (`None` without the alerter).
     pub judged_rate: Option<f64>,
+    /// The persister's flushes from the first publish until stored and
+    /// counted (the last one may be missed: it is counted after its commit).
+    pub flushes: vigia_api::PersisterTotals,
     pub latency_p50: Duration,
     pub latency_p99: Duration,
     pub latency_max: Duration,
@@ -149,6 +152,15 @@ impl std::fmt::Display for BenchReport {
         if let Some(judged) = self.judged_rate {
             writeln!(f, "  publish to judged by the alerter       {:>12.0} readings/s", judged)?;
         }
+        let flushes = self.flushes;
+        let n = flushes.flushes.max(1);
+        writeln!(
+            f,
+            "    persister flushes (transactions)     {:>12} ({:.0} events and {:.1} ms in the store each)",
+            flushes.flushes,
+            flushes.events as f64 / n as f64,
+            flushes.store_time.as_secs_f64() * 1e3 / n as f64
+        )?;
         let per_message = self.pipeline_rate * self.messages as f64 / self.options.events.max(1) as f64;
         writeln!(
             f,
@@ -217,11 +229,12 @@ pub async fn run(config: &Config, options: BenchOptions) -> anyhow::Result<Bench
         message_ids: options.message_ids,
         ..SimConfig::default()
     };
-    let started = Instant::now();
+    let (started, stored_before) = (Instant::now(), vigia_api::PERSISTER.totals());
     let published = vigia_sim::run(devices.publisher(), sim, CancellationToken::new()).await?;
     let publish_rate = published.readings as f64 / published.elapsed.as_secs_f64();
     wait_for_ledger(&store, published.messages).await?;
     let pipeline_rate = published.readings as f64 / started.elapsed().as_secs_f64();
+    let flushes = vigia_api::PERSISTER.totals().since(stored_before);
     let judged_rate = if options.alerter {
         wait_for_alerter(&bus).await?;
         Some(published.readings as f64 / started.elapsed().as_secs_f64())
@@ -279,6 +292,7 @@ pub async fn run(config: &Config, options: BenchOptions) -> anyhow::Result<Bench
         publish_rate,
         pipeline_rate,
         judged_rate,
+        flushes,
         latency_p50: pick(0.5),
         latency_p99: pick(0.99),
         latency_max: *latencies.last().expect("probes were taken"),

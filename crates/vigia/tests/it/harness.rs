@@ -37,6 +37,8 @@ async fn the_harness_measures_every_phase_and_drains_its_backlog() {
         report.pipeline_rate <= report.publish_rate,
         "stored-and-counted cannot outrun acknowledged publishing: {report}"
     );
+    // Other tests' persisters in this process add to the totals, never take away.
+    assert!(report.flushes.flushes >= 1 && report.flushes.events >= 1, "the pipeline's flushes: {report}");
     let judged = report.judged_rate.expect("the alerter ran beside the persister");
     assert!(judged > 0.0 && judged <= report.pipeline_rate, "judged after stored and counted: {report}");
     // One probe every 50 ms for 2 s.
@@ -51,5 +53,6 @@ async fn the_harness_measures_every_phase_and_drains_its_backlog() {
     let text = report.to_string();
     assert!(text.contains("backlog of 3000 messages drained"), "{text}");
     assert!(text.contains("ratio to the JetStream ceiling"), "{text}");
+    assert!(text.contains("persister flushes (transactions)"), "{text}");
     assert!(text.contains("persister and alerter") && text.contains("judged by the alerter"), "{text}");
 }

@@ -39,8 +39,8 @@ impl PersisterStats {
         self.batch_nanos.fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
     }
 
-    /// What has been stored so far: `vigia bench` reports the flushes of its
-    /// pipeline phase from two of these.
+    /// What has been stored so far: `/metrics` reads it, and `vigia bench`
+    /// reports the flushes of its pipeline phase from two of these.
     pub fn totals(&self) -> PersisterTotals {
         PersisterTotals {
             flushes: self.batches.load(Ordering::Relaxed),
@@ -106,17 +106,16 @@ pub(crate) async fn metrics(State(state): State<ApiState>) -> impl IntoResponse 
             out.gauge("vigia_consumer_redelivered", "Messages redelivered.", &labels, info.num_redelivered as f64);
         }
     }
-    let p = &PERSISTER;
-    let batches = p.batches.load(Ordering::Relaxed);
-    out.counter("vigia_persister_batches_total", "Batches stored by this process.", batches);
-    out.counter("vigia_persister_events_total", "Events stored by this process.", p.events.load(Ordering::Relaxed));
+    let stored = PERSISTER.totals();
+    out.counter("vigia_persister_batches_total", "Batches stored by this process.", stored.flushes);
+    out.counter("vigia_persister_events_total", "Events stored by this process.", stored.events);
     out.counter(
         "vigia_persister_store_errors_total",
         "Failed store writes (retried).",
-        p.store_errors.load(Ordering::Relaxed),
+        PERSISTER.store_errors.load(Ordering::Relaxed),
     );
-    let seconds = p.batch_nanos.load(Ordering::Relaxed) as f64 / 1e9;
-    out.summary("vigia_persister_batch_seconds", "Store time per batch.", seconds, batches);
+    let seconds = stored.store_time.as_secs_f64();
+    out.summary("vigia_persister_batch_seconds", "Store time per batch.", seconds, stored.flushes);
     // The ingest rate of the last complete minute, every root, errors included.
     let minute = crate::stats::now_ms().div_euclid(60_000) * 60_000;
     if let Ok(rows) = state.store.traffic("m", minute - 60_000, minute).await {

@@ -228,6 +228,9 @@ impl AlertState {
     /// the last carries `self`. Only a reading that changes something pays
     /// for copies of the state; most readings change nothing.
     pub fn events(&self, changes: Vec<AlertChange>) -> Vec<AlertEvent> {
+        if changes.is_empty() {
+            return Vec::new();
+        }
         let mut state = self.clone();
         for change in changes.iter().rev() {
             match change.kind {

@@ -114,6 +114,12 @@ impl Topology {
         self.consumers.iter_mut().map(|(_, c)| c).find(|c| c.durable_name.as_deref() == Some(durable))
     }
 
+    /// Leaves the consumer named `durable` out: [`Topology::apply`] neither
+    /// makes nor changes it (an existing one is left as it is).
+    pub fn without_consumer(&mut self, durable: &str) {
+        self.consumers.retain(|(_, c)| c.durable_name.as_deref() != Some(durable));
+    }
+
     /// Creates or updates every stream and consumer. Safe to run at every start.
     pub async fn apply(&self, js: &jetstream::Context) -> Result<(), TopologyError> {
         for config in &self.streams {

@@ -10,7 +10,8 @@ use vigia_bus::{Bus, Topology};
 use vigia_sim::SimConfig;
 use vigia_store::Store;
 
-use crate::config::Config;
+use crate::config::{AlertsConsumer, Config};
+use crate::workers::alerter::Alerter;
 use crate::workers::persister::BatchOptions;
 use crate::workers::retention::Retainer;
 use crate::workers::{alerter, loader, persister, projector};
@@ -32,6 +33,12 @@ pub fn topology(config: &Config) -> anyhow::Result<Topology> {
     let mut topology = Topology::load(&config.nats.dir, &config.nats.roots).with_context(|| {
         format!("failed to load stream and consumer definitions from {}", config.nats.dir.display())
     })?;
+    // An alerter on the persister's consumer reads nothing of its own; the
+    // consumer would only show a lag that grows for ever. `vigia alert`
+    // alone always applies it (main.rs).
+    if config.alerts.consumer == AlertsConsumer::Persister {
+        topology.without_consumer("alerter");
+    }
     topology.set_replicas(config.nats.replicas);
     if config.retention.events_days > 0 {
         topology.set_readings_max_age(std::time::Duration::from_secs(config.retention.events_days * 86_400));
@@ -84,15 +91,25 @@ pub async fn run(
     let mut tasks: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
     let need_store = || store.clone().context("this part needs the store");
     let writers = Writers::new(config.persister.threads, parts.persister || parts.loader)?;
+    // The alerter judges the persister's pulls instead of its own when asked to and both run here.
+    let riding = parts.persister && parts.alerter && config.alerts.consumer == AlertsConsumer::Persister;
     if parts.persister {
         let (b, s, t) = (bus.clone(), need_store()?, stop.clone());
         let retainer = Retainer::new(config.retention.clone(), &config.store.url);
-        tasks
-            .spawn_on(async move { ("persister", persister::run(&b, &s, batch, retainer, t).await) }, writers.handle());
+        let alerter = if riding {
+            tracing::info!("The alerter judges the persister's pulls ([alerts] consumer = \"persister\").");
+            Some(Alerter::new(&bus, config.alerts.rules.clone()).await?.with_freshness(batch.freshness))
+        } else {
+            None
+        };
+        tasks.spawn_on(
+            async move { ("persister", persister::run(&b, &s, batch, retainer, alerter, t).await) },
+            writers.handle(),
+        );
         let (b, s, t) = (bus.clone(), need_store()?, stop.clone());
         tasks.spawn_on(async move { ("alert projector", projector::run(&b, &s, batch, t).await) }, writers.handle());
     }
-    if parts.alerter {
+    if parts.alerter && !riding {
         let (b, t, rules) = (bus.clone(), stop.clone(), config.alerts.rules.clone());
         tasks.spawn(async move { ("alerter", alerter::run(&b, rules, batch, t).await) });
     }

@@ -342,6 +342,25 @@ impl PersisterConfig {
 #[serde(deny_unknown_fields)]
 pub struct AlertsConfig {
     pub rules: Vec<Rule>,
+    /// Which consumer's deliveries the alerter judges when it runs in the
+    /// same process as the persister (docs/architecture.md, "Alerts").
+    #[serde(default)]
+    pub consumer: AlertsConsumer,
+}
+
+/// Where an alerter running beside a persister gets its readings.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertsConsumer {
+    /// Its own durable consumer `alerter`: nats-server delivers every reading
+    /// twice, and alerts go on while the store is down.
+    #[default]
+    Own,
+    /// The persister's pulls: each reading is delivered and read once, judged
+    /// before the persister takes it, and acknowledged once both are done.
+    /// Alerts then wait while the store is down. An alerter running alone
+    /// (`vigia alert`) always uses its own consumer.
+    Persister,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -408,7 +427,7 @@ impl Default for Config {
                 flush_events: default_flush_events(),
                 threads: default_writer_threads(),
             },
-            alerts: AlertsConfig { rules: Rule::default_rules() },
+            alerts: AlertsConfig { rules: Rule::default_rules(), consumer: AlertsConsumer::Own },
             sim: SimSection {
                 sensors: 200,
                 rate: 1.0,

@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use vigia::app::{self, Parts};
-use vigia::config::Config;
+use vigia::config::{AlertsConsumer, Config};
 use vigia::nats_server::connect_or_spawn;
 use vigia_store::{Store, StoreConfig};
 
@@ -342,7 +342,10 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Alert => {
             let (bus, _) = connect_or_spawn(&config.nats, false).await?;
-            app::ensure_topology(&config, &bus).await?;
+            // Alone, the alerter pulls its own consumer whatever [alerts] consumer says.
+            let mut own = config.clone();
+            own.alerts.consumer = AlertsConsumer::Own;
+            app::ensure_topology(&own, &bus).await?;
             app::run(&config, bus, None, Parts { alerter: true, ..Parts::default() }, stop).await
         }
         Command::Sim(args) => {

@@ -9,6 +9,12 @@
 //! Acks are cumulative, one per batch (`workers/acks.rs`): an ack per
 //! reading was a second message per reading for nats-server to route, on
 //! top of the alerter's own delivery of every reading.
+//!
+//! In a process that also runs the persister, `[alerts] consumer =
+//! "persister"` skips that second delivery altogether: the persister hands
+//! the readings it decoded from each pull to [`judge_until_done`] before it
+//! stores them, and acks only what both have done (`workers/persister.rs`).
+//! The price is that alerts then wait while the store is down.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -149,9 +155,20 @@ impl Alerter {
 
     /// Judges a batch and publishes its alert events; returns how many.
     pub async fn judge(&mut self, batch: &[Delivery]) -> anyhow::Result<usize> {
+        let events = self.to_judge(batch);
+        self.judge_events(&events.iter().collect::<Vec<_>>()).await
+    }
+
+    /// The readings of `batch` to judge: fresh and ok. Backfill is history:
+    /// it is stored and counted, but alerts are for now.
+    fn to_judge(&self, batch: &[Delivery]) -> Vec<StoredEvent> {
+        batch.iter().flat_map(|d| to_judge(d, self.freshness)).collect()
+    }
+
+    /// Judges readings already known to be fresh and ok, in log order, and
+    /// publishes their alert events; returns how many.
+    pub(crate) async fn judge_events(&mut self, events: &[&StoredEvent]) -> anyhow::Result<usize> {
         let (mut acks, mut published) = (Vec::new(), 0);
-        // Backfill is history: it is stored and counted, but alerts are for now.
-        let events: Vec<_> = batch.iter().flat_map(|d| to_judge(d, self.freshness)).collect();
         if events.is_empty() {
             return Ok(0);
         }
@@ -257,7 +274,9 @@ pub async fn run(bus: &Bus, rules: Vec<Rule>, options: BatchOptions, stop: Cance
                     pulling.set(next_batch(pull, stop.clone()));
                     continue;
                 };
-                if !judge_until_done(&mut alerter, bus, &batch, &stop).await {
+                let events = alerter.to_judge(&batch);
+                let events: Vec<_> = events.iter().collect();
+                if !judge_until_done(&mut alerter, bus, &events, &receipts(&batch), &stop).await {
                     break batcher;
                 }
                 ack_all(bus, &judged.judged(&batch)).await?;
@@ -305,19 +324,26 @@ async fn next_batch(
     (batcher, next)
 }
 
-/// Judges `batch` until it is done, retrying with backoff; false when
-/// stopping first (the batch is then left unacked for redelivery).
-async fn judge_until_done(alerter: &mut Alerter, bus: &Bus, batch: &[Delivery], stop: &CancellationToken) -> bool {
+/// Judges `events`, the readings to judge of the messages `receipts`
+/// acknowledge, until it is done, retrying with backoff; false when
+/// stopping first (the messages are then left unacked for redelivery).
+pub(crate) async fn judge_until_done(
+    alerter: &mut Alerter,
+    bus: &Bus,
+    events: &[&StoredEvent],
+    receipts: &[Receipt],
+    stop: &CancellationToken,
+) -> bool {
     let mut attempt = 0u32;
     loop {
-        match alerter.judge(batch).await {
+        match alerter.judge_events(events).await {
             Ok(_) => return true,
             Err(e) => {
                 attempt += 1;
                 // Forget cached state: what was published is in ALERTS.
                 alerter.states.clear();
                 tracing::warn!(error = %e, attempt, "Alerting failed; retrying the batch.");
-                if !retry_backoff(bus, &receipts(batch), attempt, stop).await {
+                if !retry_backoff(bus, receipts, attempt, stop).await {
                     return false;
                 }
             }

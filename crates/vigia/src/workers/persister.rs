@@ -18,6 +18,11 @@
 //! Live traffic (pulls the wait cuts short) is projected inside the commit,
 //! so the persister keeps to one core beside the API.
 //!
+//! With `[alerts] consumer = "persister"` the alerter is one more stage
+//! between the pulls and the flushes ([`judge`]): in one process, reading
+//! every message once for both beat a second consumer that nats-server had
+//! to feed the same messages (docs/performance.md).
+//!
 //! Exactly-once comes from the ledger, not from acks: a message whose
 //! sequence the ledger holds is skipped, and the ledger moves in the same
 //! transaction as the changes, so a crash between commit and ack, a
@@ -31,10 +36,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use vigia_bus::{Batcher, Bus, Delivery, READINGS, Receipt};
-use vigia_domain::{Change, EventId, LogEvent, Projection, StoredEvent, Tag, decode_message, mark_backfill};
+use vigia_domain::{Change, EventId, LogEvent, Projection, Status, StoredEvent, Tag, decode_message, mark_backfill};
 use vigia_store::{ChangeOutcome, Store, StoreError, Writer};
 
 use super::acks::{Acks, Stranded, unstick};
+use super::alerter::{Alerter, judge_until_done};
 use super::retention::Retainer;
 use super::{ack_all, isolate, retry_backoff};
 
@@ -59,9 +65,11 @@ impl BatchOptions {
     /// The most messages the persister holds unacknowledged, whatever the
     /// backlog: a flush committing and the next filling (each up to
     /// `flush_events` plus the pull that crossed it), two pulls queued, one
-    /// being decoded, and one the pull subscription has buffered.
+    /// being decoded, one the pull subscription has buffered, and, when the
+    /// alerter judges the persister's pulls, one queued to be judged and one
+    /// being judged.
     pub fn max_in_hand(&self) -> usize {
-        2 * (self.flush_events + self.size) + 4 * self.size
+        2 * (self.flush_events + self.size) + 6 * self.size
     }
 
     /// Payload bytes after which a pull batch ends: about `flush_events`
@@ -338,26 +346,84 @@ async fn fetch(
     Ok(())
 }
 
+/// Feeds the persister decoded pulls: straight from [`fetch`], or, with
+/// `alerter` (`[alerts] consumer = "persister"`), through [`judge`] first.
+async fn feed(
+    bus: Bus,
+    batcher: Batcher,
+    tx: mpsc::Sender<Pulled>,
+    options: BatchOptions,
+    alerter: Option<Alerter>,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let Some(alerter) = alerter else {
+        return fetch(bus, batcher, tx, options, stop).await;
+    };
+    let (to_judge, judging) = mpsc::channel(1);
+    let judged = tokio::spawn(judge(bus.clone(), alerter, judging, tx, stop.clone()));
+    fetch(bus, batcher, to_judge, options, stop).await?;
+    judged.await?
+}
+
+/// Judges each decoded pull's fresh, ok readings, then hands the pull on.
+///
+/// Judged before the persister takes it, a pull's flush commits, and its
+/// ack goes out, only once the alerts its readings raise are published; so
+/// an acknowledged message is both stored and judged. The alerter reads what
+/// the persister decoded, which is what its own decoding gives
+/// (`vigia_domain::readings_to_judge`), and a stage of its own lets the next
+/// pull come in and be decoded while alert publishes are being confirmed.
+async fn judge(
+    bus: Bus,
+    mut alerter: Alerter,
+    mut rx: mpsc::Receiver<Pulled>,
+    tx: mpsc::Sender<Pulled>,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    while let Some(pulled) = rx.recv().await {
+        let events: Vec<&StoredEvent> = pulled
+            .items
+            .iter()
+            .flat_map(|item| match item {
+                Item::Readings(_, evs) => evs.as_slice(),
+                Item::Change(..) => &[],
+            })
+            .filter(|e| e.reading.status == Status::Ok && !e.reading.backfill)
+            .collect();
+        // Stopping with alerting failing: the pull goes back unacknowledged.
+        if !judge_until_done(&mut alerter, &bus, &events, &pulled.receipts, &stop).await {
+            break;
+        }
+        if tx.send(pulled).await.is_err() {
+            break;
+        }
+    }
+    Ok(())
+}
+
 /// A pull from the persister's consumer, in batches of `options`.
 async fn pull(bus: &Bus, options: BatchOptions) -> anyhow::Result<Batcher> {
     let consumer = bus.consumer(READINGS, "persister").await?;
     Ok(Batcher::new(&consumer, options.size, options.wait).await?.with_max_bytes(options.max_bytes()))
 }
 
-/// Runs the persister until `stop`; the flush in hand is finished and acked first.
+/// Runs the persister until `stop`; the flush in hand is finished and acked
+/// first. With `alerter`, it judges every pull before the persister takes it.
 pub async fn run(
     bus: &Bus,
     store: &Store,
     options: BatchOptions,
     retainer: Retainer,
+    alerter: Option<Alerter>,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     let mut consumer = bus.consumer(READINGS, "persister").await?;
     let mut acks = Acks::starting(bus, &consumer).await?;
     let batcher = pull(bus, options).await?;
-    tracing::info!(batch_size = options.size, flush_events = options.flush_events, "Persister started.");
+    let judging = alerter.is_some();
+    tracing::info!(batch_size = options.size, flush_events = options.flush_events, judging, "Persister started.");
     let (tx, mut rx) = mpsc::channel(2);
-    let fetcher = tokio::spawn(fetch(bus.clone(), batcher, tx, options, stop.clone()));
+    let fetcher = tokio::spawn(feed(bus.clone(), batcher, tx, options, alerter, stop.clone()));
     let mut sink = Some(Sink { writer: Writer::new(store, READINGS_LEDGER), retainer });
     let mut pending = Flush::default();
     let mut in_flight: Option<tokio::task::JoinHandle<anyhow::Result<Committed>>> = None;

@@ -2,9 +2,10 @@
 
 use std::time::Duration;
 
-use crate::common::{TestEnv, wait_for};
+use crate::common::{TestEnv, shared_turn, test_config, wait_for};
 use tokio_util::sync::CancellationToken;
 use vigia::app::Parts;
+use vigia::config::AlertsConsumer;
 use vigia::workers::alerter::Alerter;
 use vigia_bus::{ALERTS, Batcher, Publisher, READINGS};
 use vigia_domain::{BatchItem, ItemValue, Rule};
@@ -42,11 +43,28 @@ async fn alerts_open_and_clear_once_with_a_lifecycle() {
 
 #[tokio::test]
 async fn redelivered_readings_raise_nothing_twice() {
-    let env = TestEnv::start().await;
+    redelivered_readings_raise_nothing_twice_on(AlertsConsumer::Own).await;
+}
+
+/// The same when the alerter judges the persister's pulls
+/// (`[alerts] consumer = "persister"`): a batch judged by a process that
+/// died before storing it comes again and raises nothing twice.
+#[tokio::test]
+async fn redelivered_readings_raise_nothing_twice_on_the_persisters_consumer() {
+    redelivered_readings_raise_nothing_twice_on(AlertsConsumer::Persister).await;
+}
+
+async fn redelivered_readings_raise_nothing_twice_on(mode: AlertsConsumer) {
+    let mut env = TestEnv::start().await;
+    env.config.alerts.consumer = mode;
+    let judged_on = match mode {
+        AlertsConsumer::Own => "alerter",
+        AlertsConsumer::Persister => "persister",
+    };
     publish_values(&env, "brasil.sul.s1", &[60.0, 61.0, 20.0, 90.0]).await;
 
     // An alerter judges and publishes, then dies before acking.
-    let consumer = env.consumer(READINGS, "alerter").await;
+    let consumer = env.consumer(READINGS, judged_on).await;
     let mut batcher = Batcher::new(&consumer, 100, Duration::from_millis(200)).await.unwrap();
     let batch = batcher.next(&CancellationToken::new()).await.unwrap().unwrap();
     assert_eq!(batch.len(), 4);
@@ -56,8 +74,8 @@ async fn redelivered_readings_raise_nothing_twice() {
 
     // A fresh alerter gets the batch again after ack_wait and restores its state from ALERTS.
     let running = env.run(all_parts());
-    env.drained(READINGS, "alerter").await;
-    let mut info = env.consumer(READINGS, "alerter").await;
+    env.drained(READINGS, judged_on).await;
+    let mut info = env.consumer(READINGS, judged_on).await;
     assert!(info.info().await.unwrap().delivered.consumer_sequence > 4, "the batch was redelivered");
     assert_eq!(env.stream_messages(ALERTS).await, 3, "no alert event published twice");
 
@@ -65,7 +83,7 @@ async fn redelivered_readings_raise_nothing_twice() {
     running.shutdown().await;
     let running = env.run(all_parts());
     publish_values(&env, "brasil.sul.s1", &[95.0, 10.0]).await;
-    env.drained(READINGS, "alerter").await;
+    env.drained(READINGS, judged_on).await;
     env.drained(ALERTS, "alert-projector").await;
     assert_eq!(env.stream_messages(ALERTS).await, 4, "only the clear at 10 is new");
     let store = env.store.clone();
@@ -75,6 +93,31 @@ async fn redelivered_readings_raise_nothing_twice() {
     })
     .await;
     running.shutdown().await;
+    if mode == AlertsConsumer::Persister {
+        let mut own = env.consumer(READINGS, "alerter").await;
+        let own = own.info().await.unwrap();
+        assert_eq!(own.delivered.stream_sequence, 0, "nats-server delivered no reading a second time");
+        let stored = env.store.ledger(vigia_store::READINGS_LEDGER).await.unwrap().count();
+        assert_eq!(stored, 6, "every reading stored once");
+    }
+}
+
+/// On the persister's consumer the alerter has no consumer of its own to
+/// make: one made anyway would show a lag that only grows. Alone
+/// (`"own"`, as `vigia alert` applies it) it gets one.
+#[tokio::test]
+async fn the_alerter_on_the_persisters_consumer_makes_no_consumer_of_its_own() {
+    let _turn = shared_turn().await;
+    let nats = vigia_testkit::NatsServer::start();
+    let bus = vigia_bus::Bus::connect(nats.url()).await.expect("connect to test nats-server");
+    let mut config = test_config(nats.url());
+    config.alerts.consumer = AlertsConsumer::Persister;
+    vigia::app::ensure_topology(&config, &bus).await.unwrap();
+    assert!(bus.consumer(READINGS, "persister").await.is_ok(), "the persister's consumer is made");
+    assert!(bus.consumer(READINGS, "alerter").await.is_err(), "no consumer for an alerter that rides along");
+    config.alerts.consumer = AlertsConsumer::Own;
+    vigia::app::ensure_topology(&config, &bus).await.unwrap();
+    assert!(bus.consumer(READINGS, "alerter").await.is_ok(), "its own consumer once it pulls one");
 }
 
 /// Cumulative acks (the shipped `"ack_policy": "all"`): an alerter never

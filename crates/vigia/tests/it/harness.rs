@@ -56,3 +56,28 @@ async fn the_harness_measures_every_phase_and_drains_its_backlog() {
     assert!(text.contains("persister flushes (transactions)"), "{text}");
     assert!(text.contains("persister and alerter") && text.contains("judged by the alerter"), "{text}");
 }
+
+/// With `[alerts] consumer = "persister"` the alerter judges the
+/// persister's pulls: nothing waits on the alerter's own consumer, and a
+/// message counted as stored was judged too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_harness_runs_the_alerter_on_the_persisters_consumer() {
+    let _turn = alone().await;
+    let mut config = test_config("nats://127.0.0.1:1");
+    config.alerts.consumer = vigia::config::AlertsConsumer::Persister;
+    // The device path with the alerter, as by default; no backlog phase.
+    let options = BenchOptions {
+        sensors: 20,
+        events: 2_000,
+        latency_rate: 200.0,
+        latency_time: Duration::from_secs(1),
+        ..BenchOptions::default()
+    };
+    assert!(options.alerter && options.batch == 1 && options.backlog == 0);
+    let report = vigia::bench::run(&config, options).await.expect("the harness run succeeds");
+    assert_eq!(report.messages, 2_000, "{report}");
+    assert!(report.pipeline_rate > 0.0, "{report}");
+    assert_eq!(report.judged_rate, Some(report.pipeline_rate), "judged before stored: {report}");
+    let text = report.to_string();
+    assert!(text.contains("on the persister's consumer"), "{text}");
+}

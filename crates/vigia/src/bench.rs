@@ -253,7 +253,7 @@ pub async fn run(config: &Config, options: BenchOptions) -> anyhow::Result<Bench
     // The second ceiling is the machine's, not what is left of the pipeline:
     // the alert projector stores the run's tens of thousands of alert events
     // for seconds after the last reading, and measured beside it the
-    // ceiling came out a fifth lower (docs/performance.md).
+    // ceiling came out up to half lower (docs/performance.md).
     if options.alerter {
         wait_until_read(&bus, ALERTS, "alert-projector").await?;
     }

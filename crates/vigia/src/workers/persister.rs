@@ -108,11 +108,16 @@ impl Item {
         }
     }
 
-    fn events(&self) -> usize {
+    /// The message's readings as events (none for a correction or retraction).
+    fn readings(&self) -> &[StoredEvent] {
         match self {
-            Item::Readings(_, evs) => evs.len(),
-            Item::Change(..) => 0,
+            Item::Readings(_, evs) => evs,
+            Item::Change(..) => &[],
         }
+    }
+
+    fn events(&self) -> usize {
+        self.readings().len()
     }
 }
 
@@ -136,10 +141,7 @@ fn project(items: &[Item]) -> Option<Projection> {
     if items.iter().any(|item| matches!(item, Item::Change(..))) {
         return None;
     }
-    Some(Projection::of(items.iter().flat_map(|item| match item {
-        Item::Readings(_, evs) => evs.as_slice(),
-        Item::Change(..) => &[],
-    })))
+    Some(Projection::of(items.iter().flat_map(Item::readings)))
 }
 
 /// Applies items the ledger does not hold yet: runs of readings in one
@@ -384,10 +386,7 @@ async fn judge(
         let events: Vec<&StoredEvent> = pulled
             .items
             .iter()
-            .flat_map(|item| match item {
-                Item::Readings(_, evs) => evs.as_slice(),
-                Item::Change(..) => &[],
-            })
+            .flat_map(Item::readings)
             .filter(|e| e.reading.status == Status::Ok && !e.reading.backfill)
             .collect();
         // Stopping with alerting failing: the pull goes back unacknowledged.

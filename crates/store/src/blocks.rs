@@ -101,10 +101,7 @@ fn encode_section(e: &mut Enc, b: &Block) {
     }
     e.uv(b.extra.len() as u64);
     let mut at = 0u32;
-    // Looked up by hash: a section can hold tens of thousands of events,
-    // each with metadata of its own (a message counter, say).
-    let mut units: HashMap<&str, u64> = HashMap::new();
-    let mut metas: HashMap<&Meta, u64> = HashMap::new();
+    let (mut units, mut metas) = (Seen::<str>::default(), Seen::<Meta>::default());
     for x in &b.extra {
         e.iv(i64::from(x.i) - i64::from(at));
         at = x.i;
@@ -118,12 +115,11 @@ fn encode_section(e: &mut Enc, b: &Block) {
             e.str(t);
         }
         if let Some(u) = &x.unit {
-            match units.get(u.as_str()) {
+            match units.place(u) {
                 Some(k) => e.uv(k + 1),
                 None => {
                     e.uv(0);
                     e.str(u);
-                    units.insert(u, units.len() as u64);
                 }
             }
         }
@@ -134,7 +130,7 @@ fn encode_section(e: &mut Enc, b: &Block) {
             e.bytes(raw);
         }
         if !x.meta.is_empty() {
-            match metas.get(&x.meta) {
+            match metas.place(&x.meta) {
                 Some(k) => e.uv(k + 1),
                 None => {
                     e.uv(0);
@@ -143,10 +139,52 @@ fn encode_section(e: &mut Enc, b: &Block) {
                         e.str(k);
                         e.str(v);
                     }
-                    metas.insert(&x.meta, metas.len() as u64);
                 }
             }
         }
+    }
+}
+
+/// The distinct units or metadata maps of a section, numbered in the order
+/// they first came.
+///
+/// A sensor's section holds a few of them (its id under each payload shape
+/// it sends, say), found by comparing: hashing every event's metadata map
+/// with SipHash was 2% of the device path's profile (docs/performance.md).
+/// Past [`Seen::SCAN`] of them (metadata with a message counter, say) they
+/// are found by hash, since a section can hold tens of thousands of events.
+struct Seen<'a, T: ?Sized> {
+    order: Vec<&'a T>,
+    index: HashMap<&'a T, u64>,
+}
+
+impl<T: ?Sized> Default for Seen<'_, T> {
+    fn default() -> Self {
+        Seen { order: Vec::new(), index: HashMap::new() }
+    }
+}
+
+impl<'a, T: Eq + std::hash::Hash + ?Sized> Seen<'a, T> {
+    const SCAN: usize = 8;
+
+    /// The place of `value` if it came before; else `None`, and it takes the next place.
+    fn place(&mut self, value: &'a T) -> Option<u64> {
+        let known = if self.order.len() <= Self::SCAN {
+            self.order.iter().position(|seen| *seen == value).map(|i| i as u64)
+        } else {
+            self.index.get(value).copied()
+        };
+        if known.is_none() {
+            self.order.push(value);
+            if self.order.len() > Self::SCAN {
+                if self.index.is_empty() {
+                    self.index.extend(self.order.iter().copied().zip(0..));
+                } else {
+                    self.index.insert(value, self.order.len() as u64 - 1);
+                }
+            }
+        }
+        known
     }
 }
 
@@ -420,6 +458,29 @@ pub(crate) mod tests {
         let per_event = |bytes: &[u8]| bytes.len() as f64 / events.len() as f64;
         assert!(per_event(&v2) < 11.5, "{} bytes an event", per_event(&v2));
         assert!(per_event(&v2) * 3.0 < per_event(&v1), "{} against {}", per_event(&v2), per_event(&v1));
+    }
+
+    /// Places are the order of first appearance whether found by comparing
+    /// (a few distinct values) or by hash (many), so decoding names the same.
+    #[test]
+    fn distinct_values_keep_their_places_past_the_scan() {
+        let values: Vec<String> = (0..40).map(|i| format!("v{i}")).collect();
+        let mut seen = Seen::<str>::default();
+        for (i, v) in values.iter().enumerate() {
+            assert_eq!(seen.place(v), None, "{v} is new");
+            for (j, w) in values[..=i].iter().enumerate().rev() {
+                assert_eq!(seen.place(w), Some(j as u64), "{w} after {} values", i + 1);
+            }
+        }
+        let mut many = Vec::new();
+        for i in 0..30 {
+            let mut r = Reading::number(tag("brasil.sul.s1"), 1_700_000_000_000 + i, 1.0);
+            r.meta.insert("n".into(), (i % 12).to_string());
+            r.unit = Some(format!("u{}", i % 10));
+            many.push(r);
+        }
+        let p = Projection::of(&stored(many, |i| EventId { seq: 1 + i, idx: 0 }));
+        assert_same(&decode_blocks(&encode_blocks(p.blocks.iter())).unwrap(), &p.blocks);
     }
 
     /// Version 1's writer, as it was, to make the payloads older stores hold.

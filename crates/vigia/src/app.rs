@@ -10,7 +10,7 @@ use vigia_bus::{Bus, Topology};
 use vigia_sim::SimConfig;
 use vigia_store::Store;
 
-use crate::config::{AlertsConsumer, Config};
+use crate::config::Config;
 use crate::workers::alerter::Alerter;
 use crate::workers::persister::BatchOptions;
 use crate::workers::retention::Retainer;
@@ -36,7 +36,7 @@ pub fn topology(config: &Config) -> anyhow::Result<Topology> {
     // An alerter on the persister's consumer reads nothing of its own; the
     // consumer would only show a lag that grows for ever. `vigia alert`
     // alone always applies it (main.rs).
-    if config.alerts.consumer == AlertsConsumer::Persister {
+    if config.alerter_rides_persister() {
         topology.without_consumer("alerter");
     }
     topology.set_replicas(config.nats.replicas);
@@ -92,12 +92,12 @@ pub async fn run(
     let need_store = || store.clone().context("this part needs the store");
     let writers = Writers::new(config.persister.threads, parts.persister || parts.loader)?;
     // The alerter judges the persister's pulls instead of its own when asked to and both run here.
-    let riding = parts.persister && parts.alerter && config.alerts.consumer == AlertsConsumer::Persister;
+    let riding = parts.persister && parts.alerter && config.alerter_rides_persister();
     if parts.persister {
         let (b, s, t) = (bus.clone(), need_store()?, stop.clone());
         let retainer = Retainer::new(config.retention.clone(), &config.store.url);
         let alerter = if riding {
-            tracing::info!("The alerter judges the persister's pulls ([alerts] consumer = \"persister\").");
+            tracing::info!(consumer = ?config.alerts.consumer, "The alerter judges the persister's pulls ([alerts] consumer).");
             Some(Alerter::new(&bus, config.alerts.rules.clone()).await?.with_freshness(batch.freshness))
         } else {
             None

@@ -46,7 +46,7 @@ use vigia_sim::SimConfig;
 use vigia_store::{EngineMemory, READINGS_LEDGER, Store, StoreConfig};
 
 use crate::app::{self, Parts};
-use crate::config::{AlertsConsumer, Config};
+use crate::config::Config;
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -103,8 +103,9 @@ pub struct BenchReport {
     /// Readings per second from first publish until the alerter had judged
     /// and acknowledged every message (`None` without the alerter).
     pub judged_rate: Option<f64>,
-    /// Whose consumer the alerter judged (`[alerts] consumer`).
-    pub alerts_consumer: AlertsConsumer,
+    /// Whether the alerter judged the persister's pulls rather than its own
+    /// consumer's (`[alerts] consumer`).
+    pub alerter_rides: bool,
     /// The persister's flushes from the first publish until stored and
     /// counted (the last one may be missed: it is counted after its commit).
     pub flushes: vigia_api::PersisterTotals,
@@ -137,10 +138,10 @@ impl std::fmt::Display for BenchReport {
         } else {
             "no message ids, as devices and the ceiling publish"
         };
-        let parts = match (o.alerter, self.alerts_consumer) {
+        let parts = match (o.alerter, self.alerter_rides) {
             (false, _) => "persister only, no alerter",
-            (true, AlertsConsumer::Own) => "persister and alerter, each with its consumer",
-            (true, AlertsConsumer::Persister) => "persister and alerter, on the persister's consumer",
+            (true, false) => "persister and alerter, each with its consumer",
+            (true, true) => "persister and alerter, on the persister's consumer",
         };
         writeln!(f, "vigia bench: {} sensors, {} readings ({shape}; {ids}; {parts})", o.sensors, o.events)?;
         let runs: Vec<String> = self.jetstream_ceilings.iter().map(|r| format!("{r:.0}")).collect();
@@ -208,6 +209,9 @@ pub async fn run(config: &Config, options: BenchOptions) -> anyhow::Result<Bench
     let devices = Bus::connect(&url).await.context("the simulated devices could not connect")?;
     let mut config = config.clone();
     config.nats.replicas = 1;
+    // The run's store, embedded whatever the configured one is: `"auto"`
+    // in `[alerts] consumer` resolves by it.
+    config.store.url = store_url(dir.path(), "db");
     app::ensure_topology(&config, &bus).await?;
 
     eprintln!("bench: JetStream ceiling, {CEILING_RUNS} runs ...");
@@ -241,11 +245,11 @@ pub async fn run(config: &Config, options: BenchOptions) -> anyhow::Result<Bench
     wait_for_ledger(&store, published.messages).await?;
     let pipeline_rate = published.readings as f64 / started.elapsed().as_secs_f64();
     let flushes = vigia_api::PERSISTER.totals().since(stored_before);
-    let judged_rate = match (options.alerter, config.alerts.consumer) {
+    let judged_rate = match (options.alerter, config.alerter_rides_persister()) {
         (false, _) => None,
         // Judged before stored: the ledger holding a message means it was judged.
-        (true, AlertsConsumer::Persister) => Some(pipeline_rate),
-        (true, AlertsConsumer::Own) => {
+        (true, true) => Some(pipeline_rate),
+        (true, false) => {
             wait_until_read(&bus, READINGS, "alerter").await?;
             Some(published.readings as f64 / started.elapsed().as_secs_f64())
         }
@@ -308,7 +312,7 @@ pub async fn run(config: &Config, options: BenchOptions) -> anyhow::Result<Bench
         publish_rate,
         pipeline_rate,
         judged_rate,
-        alerts_consumer: config.alerts.consumer,
+        alerter_rides: config.alerter_rides_persister(),
         flushes,
         latency_p50: pick(0.5),
         latency_p99: pick(0.99),

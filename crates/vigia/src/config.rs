@@ -243,6 +243,13 @@ pub struct StoreSection {
     pub block_cache_mb: Option<u64>,
 }
 
+impl StoreSection {
+    /// An engine inside this process (`mem://`, `surrealkv://`), not a server.
+    pub fn is_embedded(&self) -> bool {
+        ["mem://", "surrealkv://"].iter().any(|scheme| self.url.starts_with(scheme))
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
@@ -352,9 +359,14 @@ pub struct AlertsConfig {
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum AlertsConsumer {
+    /// `Persister` with a store embedded in the process (`mem://`,
+    /// `surrealkv://`), where the store refusing writes is this machine's
+    /// disk failing; `Own` with a store server, a failure of its own that
+    /// alerts should outlive (docs/decisions/0003-alerter-on-the-persisters-consumer.md).
+    #[default]
+    Auto,
     /// Its own durable consumer `alerter`: nats-server delivers every reading
     /// twice, and alerts go on while the store is down.
-    #[default]
     Own,
     /// The persister's pulls: each reading is delivered and read once, judged
     /// before the persister takes it, and acknowledged once both are done.
@@ -427,7 +439,7 @@ impl Default for Config {
                 flush_events: default_flush_events(),
                 threads: default_writer_threads(),
             },
-            alerts: AlertsConfig { rules: Rule::default_rules(), consumer: AlertsConsumer::Own },
+            alerts: AlertsConfig { rules: Rule::default_rules(), consumer: AlertsConsumer::Auto },
             sim: SimSection {
                 sensors: 200,
                 rate: 1.0,
@@ -498,6 +510,16 @@ impl Config {
             "backpressure.warn_stream_share is a share between 0 and 1"
         );
         Ok(())
+    }
+
+    /// Whether an alerter in the persister's process judges the persister's
+    /// pulls (`[alerts] consumer`, `"auto"` resolved by the store's kind).
+    pub fn alerter_rides_persister(&self) -> bool {
+        match self.alerts.consumer {
+            AlertsConsumer::Auto => self.store.is_embedded(),
+            AlertsConsumer::Own => false,
+            AlertsConsumer::Persister => true,
+        }
     }
 
     pub fn store_config(&self) -> vigia_store::StoreConfig {
@@ -585,6 +607,27 @@ mod tests {
             assert_eq!((c.log.format.as_str(), c.http.listen.as_str()), ("json", "0.0.0.0:8080"));
             Ok(())
         });
+    }
+
+    #[test]
+    fn auto_rides_the_persister_with_an_embedded_store_only() {
+        let mut c = Config::default();
+        assert_eq!(c.alerts.consumer, AlertsConsumer::Auto);
+        for (url, rides) in [
+            ("surrealkv://data/db", true),
+            ("mem://", true),
+            ("ws://surrealdb:8000", false),
+            ("wss://db.example:443", false),
+        ] {
+            c.store.url = url.into();
+            assert_eq!(c.alerter_rides_persister(), rides, "{url}");
+        }
+        c.alerts.consumer = AlertsConsumer::Own;
+        c.store.url = "mem://".into();
+        assert!(!c.alerter_rides_persister(), "asked for its own consumer");
+        c.alerts.consumer = AlertsConsumer::Persister;
+        c.store.url = "ws://surrealdb:8000".into();
+        assert!(c.alerter_rides_persister(), "asked to ride whatever the store");
     }
 
     #[test]

@@ -26,8 +26,12 @@ async fn alerts_open_and_clear_once_with_a_lifecycle() {
     let running = env.run(all_parts());
     publish_values(&env, "brasil.sul.s1", &[10.0, 60.0, 70.0, 40.0, 80.0]).await;
     publish_values(&env, "brasil.norte.s9", &[20.0, 30.0]).await;
-    env.drained(READINGS, "alerter").await;
+    env.judged().await;
     env.drained(ALERTS, "alert-projector").await;
+    // The default (`"auto"`) with a store in the process: the alerter judged
+    // the persister's pulls, and nats-server delivered nothing to its own.
+    let mut own = env.consumer(READINGS, "alerter").await;
+    assert_eq!(own.info().await.unwrap().delivered.stream_sequence, 0, "the alerter rode the persister's consumer");
 
     assert_eq!(env.stream_messages(ALERTS).await, 3, "opened at 60, cleared at 40, opened at 80");
     let alerts = env.store.alerts(None).await.unwrap();
@@ -57,10 +61,7 @@ async fn redelivered_readings_raise_nothing_twice_on_the_persisters_consumer() {
 async fn redelivered_readings_raise_nothing_twice_on(mode: AlertsConsumer) {
     let mut env = TestEnv::start().await;
     env.config.alerts.consumer = mode;
-    let judged_on = match mode {
-        AlertsConsumer::Own => "alerter",
-        AlertsConsumer::Persister => "persister",
-    };
+    let judged_on = if env.config.alerter_rides_persister() { "persister" } else { "alerter" };
     publish_values(&env, "brasil.sul.s1", &[60.0, 61.0, 20.0, 90.0]).await;
 
     // An alerter judges and publishes, then dies before acking.
@@ -93,7 +94,7 @@ async fn redelivered_readings_raise_nothing_twice_on(mode: AlertsConsumer) {
     })
     .await;
     running.shutdown().await;
-    if mode == AlertsConsumer::Persister {
+    if judged_on == "persister" {
         let mut own = env.consumer(READINGS, "alerter").await;
         let own = own.info().await.unwrap();
         assert_eq!(own.delivered.stream_sequence, 0, "nats-server delivered no reading a second time");
@@ -111,7 +112,7 @@ async fn the_alerter_on_the_persisters_consumer_makes_no_consumer_of_its_own() {
     let nats = vigia_testkit::NatsServer::start();
     let bus = vigia_bus::Bus::connect(nats.url()).await.expect("connect to test nats-server");
     let mut config = test_config(nats.url());
-    config.alerts.consumer = AlertsConsumer::Persister;
+    assert_eq!(config.alerts.consumer, AlertsConsumer::Auto, "the default, which rides with a `mem://` store");
     vigia::app::ensure_topology(&config, &bus).await.unwrap();
     assert!(bus.consumer(READINGS, "persister").await.is_ok(), "the persister's consumer is made");
     assert!(bus.consumer(READINGS, "alerter").await.is_err(), "no consumer for an alerter that rides along");
@@ -204,7 +205,7 @@ async fn unreadable_alert_messages_are_dead_lettered_not_dropped() {
     env.bus.jetstream().publish_with_headers("alerts._rules", headers, "[".into()).await.unwrap().await.unwrap();
     // The alerter judges afresh (configured rules, no known state) rather than stall.
     publish_values(&env, "brasil.sul.s1", &[75.0]).await;
-    env.drained(READINGS, "alerter").await;
+    env.judged().await;
     env.drained(ALERTS, "alert-projector").await;
     let alerts = env.store.alerts(None).await.unwrap();
     assert_eq!(alerts.len(), 1, "the alerter and the projector went on past the unreadable messages");

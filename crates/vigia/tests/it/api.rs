@@ -586,7 +586,7 @@ async fn rules_change_through_the_log_and_the_alerter_follows() {
 
     env.publish_raw("brasil.x.s1", br#"{"value": 70}"#).await;
     env.publish_raw("brasil.x.s2", br#"{"value": 90}"#).await;
-    env.drained(vigia_bus::READINGS, "alerter").await;
+    env.judged().await;
     env.drained(vigia_bus::ALERTS, "alert-projector").await;
     let alerts = env.store.alerts(None).await.unwrap();
     let got: Vec<(&str, &str)> = alerts.iter().map(|a| (a.tag.as_str(), a.rule.as_str())).collect();
@@ -632,7 +632,7 @@ async fn sensors_are_described_through_the_log_with_their_own_thresholds() {
     // 12 is under the global `> 50` but over the sensor's own 8.
     env.publish_raw("brasil.geo.s1", br#"{"value": 12}"#).await;
     env.publish_raw("brasil.geo.s2", br#"{"value": 12}"#).await;
-    env.drained(vigia_bus::READINGS, "alerter").await;
+    env.judged().await;
     env.drained(vigia_bus::READINGS, "persister").await;
     env.drained(vigia_bus::ALERTS, "alert-projector").await;
     let alerts = env.store.alerts(None).await.unwrap();

@@ -65,7 +65,7 @@ async fn a_month_of_backfill_counts_and_averages_like_live_data_and_opens_no_ale
     let rows = SENSORS as u64 * HOURS as u64;
     assert_eq!(report["accepted"].as_u64(), Some(rows), "{report}");
     env.drained(READINGS, "persister").await;
-    env.drained(READINGS, "alerter").await;
+    env.judged().await;
     env.drained(vigia_bus::ALERTS, "alert-projector").await;
 
     // Counted and averaged like live data.

@@ -10,7 +10,7 @@ use tokio::sync::{OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock};
 use tokio_util::sync::CancellationToken;
 use vigia::app::{self, Parts};
 use vigia::config::Config;
-use vigia_bus::{Bus, Topology};
+use vigia_bus::{Bus, READINGS, Topology};
 use vigia_store::Store;
 use vigia_testkit::{NatsServer, workspace_root};
 
@@ -150,6 +150,15 @@ impl TestEnv {
     pub(crate) async fn stream_messages(&self, stream: &str) -> u64 {
         let mut s = self.bus.jetstream().get_stream(stream).await.expect("stream");
         s.info().await.expect("stream info").state.messages
+    }
+
+    /// Waits until the alerter of a process that runs the persister too has
+    /// judged and acknowledged every reading, on whichever consumer it
+    /// pulls (`[alerts] consumer`: with the default and a `mem://` store,
+    /// the persister's).
+    pub(crate) async fn judged(&self) {
+        let consumer = if self.config.alerter_rides_persister() { "persister" } else { "alerter" };
+        self.drained(READINGS, consumer).await;
     }
 
     /// Waits until the consumer has nothing pending or unacknowledged.

@@ -155,7 +155,9 @@ impl SteadyLoad {
     async fn start_acking(config: &Config, seed: u64, acks: AckPolicy) -> SteadyLoad {
         let bus = Bus::connect(&config.nats.url).await.expect("connect");
         let mut topology = app::topology(config).expect("topology");
-        for name in ["persister", "alerter", "alert-projector"] {
+        // No `alerter` consumer when the alerter rides the persister's (the default with `mem://`).
+        let alerter = (!config.alerter_rides_persister()).then_some("alerter");
+        for name in ["persister", "alert-projector"].into_iter().chain(alerter) {
             topology.consumer_mut(name).expect("consumer").ack_wait = TEST_ACK_WAIT;
         }
         topology.consumer_mut("persister").expect("consumer").ack_policy = acks;

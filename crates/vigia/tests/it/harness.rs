@@ -13,7 +13,10 @@ use crate::common::{alone, test_config};
 async fn the_harness_measures_every_phase_and_drains_its_backlog() {
     let _turn = alone().await;
     // The harness starts its own nats-server and stores; only nats.dir, roots and the persister settings are used.
-    let config = test_config("nats://127.0.0.1:1");
+    let mut config = test_config("nats://127.0.0.1:1");
+    // The alerter on a consumer of its own, which the harness waits for
+    // apart; the default is the next test's.
+    config.alerts.consumer = vigia::config::AlertsConsumer::Own;
     let options = BenchOptions {
         sensors: 20,
         events: 2_000,
@@ -57,14 +60,17 @@ async fn the_harness_measures_every_phase_and_drains_its_backlog() {
     assert!(text.contains("persister and alerter") && text.contains("judged by the alerter"), "{text}");
 }
 
-/// With `[alerts] consumer = "persister"` the alerter judges the
-/// persister's pulls: nothing waits on the alerter's own consumer, and a
-/// message counted as stored was judged too.
+/// By default (`[alerts] consumer = "auto"`, and the harness's store is
+/// embedded) the alerter judges the persister's pulls: nothing waits on the
+/// alerter's own consumer, and a message counted as stored was judged too.
+/// A configured store server does not change that: the run's store is the
+/// harness's own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_harness_runs_the_alerter_on_the_persisters_consumer() {
     let _turn = alone().await;
     let mut config = test_config("nats://127.0.0.1:1");
-    config.alerts.consumer = vigia::config::AlertsConsumer::Persister;
+    config.store.url = "ws://127.0.0.1:1".into();
+    assert_eq!(config.alerts.consumer, vigia::config::AlertsConsumer::Auto, "the default");
     // The device path with the alerter, as by default; no backlog phase.
     let options = BenchOptions {
         sensors: 20,

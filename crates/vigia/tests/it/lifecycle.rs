@@ -27,7 +27,7 @@ async fn replay_rebuilds_the_same_store() {
     let env = TestEnv::start().await;
     let running = env.run(Parts { persister: true, alerter: true, sim: Some(sim(600, 0)), ..Parts::default() });
     env.drained(READINGS, "persister").await;
-    env.drained(READINGS, "alerter").await;
+    env.judged().await;
     env.drained(ALERTS, "alert-projector").await;
     // The simulator may still be finishing; wait until every published message is stored.
     let store = env.store.clone();

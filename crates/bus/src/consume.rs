@@ -241,17 +241,25 @@ impl Batcher {
     /// buffered message is nak'd so the server redelivers it at once instead
     /// of after the ack wait. Messages still on the wire when the
     /// subscription drops are redelivered after the ack wait, as always.
+    /// Returns how many distinct messages it gave back.
     pub async fn release(mut self) -> usize {
         // Bounded: the stream would keep pulling from a deep backlog forever.
         let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
-        let mut released = 0;
+        let (mut released, mut seen) = (0, std::collections::HashSet::new());
         while released < self.max * 2
             && let Ok(Ok(Some(Ok(m)))) =
                 tokio::time::timeout_at(deadline, tokio::time::timeout(Duration::from_millis(50), self.messages.next()))
                     .await
         {
-            if m.ack_with(jetstream::AckKind::Nak(None)).await.is_ok() {
+            // A nak'd message comes straight back to this still-open pull:
+            // once one does, what was buffered has been given back. Counting
+            // it again made a stop report thousands released after a quiet run.
+            let again = m.info().is_ok_and(|i| !seen.insert(i.stream_sequence));
+            if m.ack_with(jetstream::AckKind::Nak(None)).await.is_ok() && !again {
                 released += 1;
+            }
+            if again {
+                break;
             }
         }
         released

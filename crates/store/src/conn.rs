@@ -71,6 +71,12 @@ impl EngineMemory {
     }
 }
 
+/// Whether `url` names an engine inside this process (`mem://`,
+/// `surrealkv://<path>`) rather than a server (`ws://`, `wss://`).
+pub fn is_embedded(url: &str) -> bool {
+    ["mem://", "surrealkv://"].iter().any(|scheme| url.starts_with(scheme))
+}
+
 /// A connection of either kind. Cheap to clone.
 #[derive(Clone, Debug)]
 pub(crate) enum Conn {
@@ -90,7 +96,7 @@ impl Conn {
     /// through the SDK, 10,000,000 events, cause not found), so the SDK's
     /// path stays the default.
     pub(crate) async fn open(url: &str, memory: EngineMemory) -> Result<Conn, StoreError> {
-        if url.starts_with("ws") || memory == EngineMemory::default() {
+        if !is_embedded(url) || memory == EngineMemory::default() {
             return Ok(Conn::Sdk(surrealdb::engine::any::connect(url).await?));
         }
         let capabilities = surrealdb::opt::capabilities::Capabilities::new();

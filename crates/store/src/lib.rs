@@ -26,7 +26,7 @@ use conn::Conn;
 pub use alerts::AlertRecord;
 pub use change::ChangeOutcome;
 pub use codec::CodecError;
-pub use conn::EngineMemory;
+pub use conn::{EngineMemory, is_embedded};
 pub use datasets::{DatasetRecord, JobProgress, JobRecord};
 pub use dead::DeadLetter;
 pub use layout::SHARDS;

@@ -243,13 +243,6 @@ pub struct StoreSection {
     pub block_cache_mb: Option<u64>,
 }
 
-impl StoreSection {
-    /// An engine inside this process (`mem://`, `surrealkv://`), not a server.
-    pub fn is_embedded(&self) -> bool {
-        ["mem://", "surrealkv://"].iter().any(|scheme| self.url.starts_with(scheme))
-    }
-}
-
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
@@ -516,7 +509,7 @@ impl Config {
     /// pulls (`[alerts] consumer`, `"auto"` resolved by the store's kind).
     pub fn alerter_rides_persister(&self) -> bool {
         match self.alerts.consumer {
-            AlertsConsumer::Auto => self.store.is_embedded(),
+            AlertsConsumer::Auto => vigia_store::is_embedded(&self.store.url),
             AlertsConsumer::Own => false,
             AlertsConsumer::Persister => true,
         }

@@ -61,7 +61,7 @@ async fn redelivered_readings_raise_nothing_twice_on_the_persisters_consumer() {
 async fn redelivered_readings_raise_nothing_twice_on(mode: AlertsConsumer) {
     let mut env = TestEnv::start().await;
     env.config.alerts.consumer = mode;
-    let judged_on = if env.config.alerter_rides_persister() { "persister" } else { "alerter" };
+    let judged_on = env.alerter_consumer();
     publish_values(&env, "brasil.sul.s1", &[60.0, 61.0, 20.0, 90.0]).await;
 
     // An alerter judges and publishes, then dies before acking.

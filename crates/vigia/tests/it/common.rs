@@ -157,8 +157,13 @@ impl TestEnv {
     /// pulls (`[alerts] consumer`: with the default and a `mem://` store,
     /// the persister's).
     pub(crate) async fn judged(&self) {
-        let consumer = if self.config.alerter_rides_persister() { "persister" } else { "alerter" };
-        self.drained(READINGS, consumer).await;
+        self.drained(READINGS, self.alerter_consumer()).await;
+    }
+
+    /// The `READINGS` consumer whose deliveries the alerter judges when the
+    /// persister runs in its process.
+    pub(crate) fn alerter_consumer(&self) -> &'static str {
+        if self.config.alerter_rides_persister() { "persister" } else { "alerter" }
     }
 
     /// Waits until the consumer has nothing pending or unacknowledged.

@@ -66,10 +66,18 @@ pub(crate) struct Cache {
 const CACHE_ROLLUPS: usize = 4096;
 
 // Only these fixed statements are ever sent; every value is a bound parameter.
+//
+// The ledger is updated in place once it exists: an `UPSERT` of an existing
+// record first tries to create it and builds an error when that fails (with
+// `RUST_BACKTRACE=1`, a captured backtrace, once per flush).
 pub(crate) const BEGIN: &str = "BEGIN TRANSACTION;
 LET $current = $ledger_id.version ?? 0;
 IF $current != $expected { THROW \"vigia: ledger moved\" };
-UPSERT $ledger_id CONTENT { version: $expected + 1, ranges: $ranges };";
+IF $current == 0 {
+    UPSERT $ledger_id CONTENT { version: $expected + 1, ranges: $ranges } RETURN NONE
+} ELSE {
+    UPDATE $ledger_id CONTENT { version: $expected + 1, ranges: $ranges } RETURN NONE
+};";
 const WRITE: &str = "
 IF array::len($dropped) > 0 { DELETE $dropped RETURN NONE };
 IF array::len($blocks) > 0 { INSERT INTO block $blocks RETURN NONE };

@@ -40,23 +40,55 @@ fn token_char_ok(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '_' || c == '-'
 }
 
+/// What is wrong with `s` as a tag, token by token; `Ok` for a tag.
+fn check_tokens(s: &str) -> Result<(), TagError> {
+    let count = s.split('.').count();
+    if !(MIN_TOKENS..=MAX_TOKENS).contains(&count) {
+        return Err(TagError::TokenCount(count));
+    }
+    for (index, token) in s.split('.').enumerate() {
+        if token.is_empty() {
+            return Err(TagError::EmptyToken { index });
+        }
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(TagError::TokenTooLong { index });
+        }
+        if let Some(ch) = token.chars().find(|c| !token_char_ok(*c)) {
+            return Err(TagError::BadChar { index, ch });
+        }
+    }
+    Ok(())
+}
+
+/// Whether `s` is a valid tag, in one pass: what [`check_tokens`] accepts.
+fn is_tag(s: &[u8]) -> bool {
+    let (mut tokens, mut len) = (1, 0);
+    for &b in s {
+        if b == b'.' {
+            if len == 0 {
+                return false;
+            }
+            tokens += 1;
+            len = 0;
+        } else if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
+            len += 1;
+            if len > MAX_TOKEN_LEN {
+                return false;
+            }
+        } else {
+            return false;
+        }
+    }
+    len > 0 && (MIN_TOKENS..=MAX_TOKENS).contains(&tokens)
+}
+
 impl Tag {
     /// Parses and validates a tag.
     pub fn parse(s: &str) -> Result<Tag, TagError> {
-        let count = s.split('.').count();
-        if !(MIN_TOKENS..=MAX_TOKENS).contains(&count) {
-            return Err(TagError::TokenCount(count));
-        }
-        for (index, token) in s.split('.').enumerate() {
-            if token.is_empty() {
-                return Err(TagError::EmptyToken { index });
-            }
-            if token.len() > MAX_TOKEN_LEN {
-                return Err(TagError::TokenTooLong { index });
-            }
-            if let Some(ch) = token.chars().find(|c| !token_char_ok(*c)) {
-                return Err(TagError::BadChar { index, ch });
-            }
+        // Every message's subject is parsed: one pass over the bytes for a
+        // good tag, and the token-by-token walk only to name what is wrong.
+        if !is_tag(s.as_bytes()) {
+            check_tokens(s)?;
         }
         Ok(Tag(s.to_owned()))
     }
@@ -67,7 +99,7 @@ impl Tag {
 
     /// The first token: the root the stream captures (`brasil`).
     pub fn root(&self) -> &str {
-        self.0.split('.').next().unwrap_or(&self.0)
+        self.0.split_once('.').map_or(&self.0, |(root, _)| root)
     }
 
     pub fn depth(&self) -> usize {
@@ -254,6 +286,11 @@ mod tests {
             prop_assert_eq!(tag.prefixes().last().unwrap(), s.as_str());
             let root = TagPattern::parse(&format!("{}.>", tokens[0])).unwrap();
             prop_assert!(root.matches(&tag));
+        }
+
+        #[test]
+        fn the_one_pass_check_agrees_with_the_token_walk(s in "[ab.*_ é-]{0,24}|[ab]{62,67}(\\.[ab]{62,67}){0,2}") {
+            prop_assert_eq!(is_tag(s.as_bytes()), check_tokens(&s).is_ok(), "{:?}", s);
         }
 
         #[test]

@@ -33,7 +33,10 @@
 //!    stream, then a persister starts and drains them while the resident set
 //!    is sampled; the peak and the drain rate are reported.
 //!
-//! It prints each figure and the pipeline's ratio to both ceilings.
+//! It prints each figure and the pipeline's ratio to both ceilings, and the
+//! CPU this process and nats-server took during the ceiling and the pipeline
+//! (from `/proc`, Linux only): what each message costs, and whether a rate
+//! was bound by the cores or by one process.
 
 use std::time::{Duration, Instant};
 
@@ -107,7 +110,7 @@ pub struct BenchReport {
     /// consumer's (`[alerts] consumer`).
     pub alerter_rides: bool,
     /// The persister's flushes from the first publish until stored and
-    /// counted (the last one may be missed: it is counted after its commit).
+    /// counted.
     pub flushes: vigia_api::PersisterTotals,
     pub latency_p50: Duration,
     pub latency_p99: Duration,
@@ -115,6 +118,72 @@ pub struct BenchReport {
     pub latency_samples: usize,
     pub peak_rss_mib: f64,
     pub backlog: Option<BacklogReport>,
+    /// CPU of this process and of nats-server during the first ceiling runs.
+    pub ceiling_cpu: CpuUse,
+    /// CPU of both from the first publish until stored and counted.
+    pub pipeline_cpu: CpuUse,
+}
+
+/// CPU time two processes took over a stretch of wall time, and the
+/// messages it carried: what bounds a rate. The ceiling has left cores idle
+/// (nats-server's one stream is served by about one core), while the
+/// pipeline shares both cores between nats-server and this process.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuUse {
+    pub own: Duration,
+    pub nats: Duration,
+    pub wall: Duration,
+    pub messages: u64,
+}
+
+impl CpuUse {
+    fn line(&self, f: &mut std::fmt::Formatter<'_>, what: &str) -> std::fmt::Result {
+        let wall = self.wall.as_secs_f64().max(1e-9);
+        let per = |cpu: Duration| cpu.as_secs_f64() * 1e6 / self.messages.max(1) as f64;
+        writeln!(
+            f,
+            "  CPU, {what:<34} this process {:.2} cores ({:.1} µs a message), nats-server {:.2} cores ({:.1} µs)",
+            self.own.as_secs_f64() / wall,
+            per(self.own),
+            self.nats.as_secs_f64() / wall,
+            per(self.nats)
+        )
+    }
+}
+
+/// Reads the CPU time of this process and of the bench's nats-server.
+struct CpuClock {
+    nats_pid: Option<u32>,
+    started: (Instant, Duration, Duration),
+}
+
+impl CpuClock {
+    fn start(nats_pid: Option<u32>) -> CpuClock {
+        let nats = nats_pid.map_or(Duration::ZERO, |pid| cpu_time(&pid.to_string()));
+        CpuClock { nats_pid, started: (Instant::now(), cpu_time("self"), nats) }
+    }
+
+    fn stop(&self, messages: u64) -> CpuUse {
+        let nats = self.nats_pid.map_or(Duration::ZERO, |pid| cpu_time(&pid.to_string()));
+        let (at, own, nats_before) = self.started;
+        CpuUse {
+            own: cpu_time("self").saturating_sub(own),
+            nats: nats.saturating_sub(nats_before),
+            wall: at.elapsed(),
+            messages,
+        }
+    }
+}
+
+/// User and system time of `/proc/<pid>`, zero where unknown (not Linux).
+/// `/proc` counts in USER_HZ ticks, which Linux fixes at 100 a second.
+fn cpu_time(pid: &str) -> Duration {
+    let ticks = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().and_then(|stat| {
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+    });
+    Duration::from_millis(ticks.unwrap_or(0) * 10)
 }
 
 /// The backlog phase: memory while a queue of messages drains.
@@ -188,6 +257,8 @@ impl std::fmt::Display for BenchReport {
             self.latency_max.as_secs_f64() * 1e3,
             self.latency_samples
         )?;
+        self.ceiling_cpu.line(f, "JetStream ceiling (before)")?;
+        self.pipeline_cpu.line(f, "publish to stored and counted")?;
         write!(f, "  peak RSS of this process               {:>12.0} MiB", self.peak_rss_mib)?;
         if let Some(b) = &self.backlog {
             write!(
@@ -203,7 +274,7 @@ impl std::fmt::Display for BenchReport {
 /// Runs the harness with `config`'s persister settings and roots.
 pub async fn run(config: &Config, options: BenchOptions) -> anyhow::Result<BenchReport> {
     let dir = tempfile::tempdir().context("failed to make a temporary directory")?;
-    let (bus, url, _nats) = private_nats(dir.path()).await?;
+    let (bus, url, nats) = private_nats(dir.path()).await?;
     // The simulated devices are clients of their own, as real devices are:
     // sharing the persister's connection would serialise both on one socket.
     let devices = Bus::connect(&url).await.context("the simulated devices could not connect")?;
@@ -216,9 +287,11 @@ pub async fn run(config: &Config, options: BenchOptions) -> anyhow::Result<Bench
 
     eprintln!("bench: JetStream ceiling, {CEILING_RUNS} runs ...");
     let mut jetstream_ceilings = Vec::with_capacity(2 * CEILING_RUNS);
+    let clock = CpuClock::start(nats.id());
     for _ in 0..CEILING_RUNS {
         jetstream_ceilings.push(jetstream_ceiling(&bus, options.events.min(200_000)).await?);
     }
+    let ceiling_cpu = clock.stop(CEILING_RUNS as u64 * options.events.min(200_000));
     eprintln!("bench: SurrealDB ceiling ...");
     let memory = config.store_config().memory;
     let surreal_ceiling = surreal_ceiling(dir.path(), memory, options.events.min(200_000)).await?;
@@ -240,11 +313,13 @@ pub async fn run(config: &Config, options: BenchOptions) -> anyhow::Result<Bench
         ..SimConfig::default()
     };
     let (started, stored_before) = (Instant::now(), vigia_api::PERSISTER.totals());
+    let clock = CpuClock::start(nats.id());
     let published = vigia_sim::run(devices.publisher(), sim, CancellationToken::new()).await?;
     let publish_rate = published.readings as f64 / published.elapsed.as_secs_f64();
     wait_for_ledger(&store, published.messages).await?;
+    let pipeline_cpu = clock.stop(published.messages);
     let pipeline_rate = published.readings as f64 / started.elapsed().as_secs_f64();
-    let flushes = vigia_api::PERSISTER.totals().since(stored_before);
+    let flushes = counted_flushes(stored_before, published.readings).await;
     let judged_rate = match (options.alerter, config.alerter_rides_persister()) {
         (false, _) => None,
         // Judged before stored: the ledger holding a message means it was judged.
@@ -320,6 +395,8 @@ pub async fn run(config: &Config, options: BenchOptions) -> anyhow::Result<Bench
         latency_samples: latencies.len(),
         peak_rss_mib,
         backlog,
+        ceiling_cpu,
+        pipeline_cpu,
     })
 }
 
@@ -486,6 +563,21 @@ async fn surreal_ceiling(dir: &std::path::Path, memory: EngineMemory, rows: u64)
     Ok(rows as f64 / started.elapsed().as_secs_f64())
 }
 
+/// The persister's flushes since `before`, once they hold `events`: it
+/// counts a flush just after the commit, which the ledger shows first, and
+/// a run of one or two flushes was once reported as none. What it has
+/// counted after a second otherwise.
+async fn counted_flushes(before: vigia_api::PersisterTotals, events: u64) -> vigia_api::PersisterTotals {
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        let since = vigia_api::PERSISTER.totals().since(before);
+        if since.events >= events || Instant::now() >= deadline {
+            return since;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 async fn wait_for_ledger(store: &Store, messages: u64) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(600);
     while store.ledger(READINGS_LEDGER).await?.count() < messages {
@@ -553,7 +645,23 @@ fn rss_kib(field: &str) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::median;
+    use std::time::{Duration, Instant};
+
+    use super::{cpu_time, median};
+
+    #[test]
+    fn cpu_time_counts_this_process_and_nothing_for_a_missing_one() {
+        let before = cpu_time("self");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut x = 0u64;
+        while cpu_time("self") < before + Duration::from_millis(20) {
+            assert!(Instant::now() < deadline, "/proc/self/stat never counted 20 ms of spinning");
+            for i in 0..100_000u64 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+            }
+        }
+        assert_eq!(cpu_time("4294967295"), Duration::ZERO, "no such process");
+    }
 
     #[test]
     fn the_ceiling_is_the_middle_run() {

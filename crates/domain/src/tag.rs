@@ -70,7 +70,7 @@ fn is_tag(s: &[u8]) -> bool {
             }
             tokens += 1;
             len = 0;
-        } else if b.is_ascii_alphanumeric() || b == b'_' || b == b'-' {
+        } else if token_char_ok(char::from(b)) {
             len += 1;
             if len > MAX_TOKEN_LEN {
                 return false;

@@ -153,22 +153,23 @@ impl CpuUse {
 
 /// Reads the CPU time of this process and of the bench's nats-server.
 struct CpuClock {
-    nats_pid: Option<u32>,
+    /// nats-server's `/proc` entry, when it is still running.
+    nats: Option<String>,
     started: (Instant, Duration, Duration),
 }
 
 impl CpuClock {
     fn start(nats_pid: Option<u32>) -> CpuClock {
-        let nats = nats_pid.map_or(Duration::ZERO, |pid| cpu_time(&pid.to_string()));
-        CpuClock { nats_pid, started: (Instant::now(), cpu_time("self"), nats) }
+        let nats = nats_pid.map(|pid| pid.to_string());
+        let nats_time = nats.as_deref().map_or(Duration::ZERO, cpu_time);
+        CpuClock { nats, started: (Instant::now(), cpu_time("self"), nats_time) }
     }
 
     fn stop(&self, messages: u64) -> CpuUse {
-        let nats = self.nats_pid.map_or(Duration::ZERO, |pid| cpu_time(&pid.to_string()));
-        let (at, own, nats_before) = self.started;
+        let (at, own, nats) = self.started;
         CpuUse {
             own: cpu_time("self").saturating_sub(own),
-            nats: nats.saturating_sub(nats_before),
+            nats: self.nats.as_deref().map_or(Duration::ZERO, cpu_time).saturating_sub(nats),
             wall: at.elapsed(),
             messages,
         }

@@ -25,6 +25,18 @@ pub enum Op {
 }
 
 impl Op {
+    /// The name it has on the wire (`gt`, `lte`, ...), without serialising.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Gt => "gt",
+            Op::Gte => "gte",
+            Op::Lt => "lt",
+            Op::Lte => "lte",
+            Op::Eq => "eq",
+            Op::Neq => "neq",
+        }
+    }
+
     fn holds(self, value: f64, threshold: f64) -> bool {
         match self {
             Op::Gt => value > threshold,
@@ -318,6 +330,13 @@ impl RulesSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_op_is_named_as_serde_names_it() {
+        for op in [Op::Gt, Op::Gte, Op::Lt, Op::Lte, Op::Eq, Op::Neq] {
+            assert_eq!(serde_json::to_value(op).unwrap(), op.as_str(), "{op:?}");
+        }
+    }
 
     fn reading(v: f64) -> Reading {
         Reading::number(Tag::parse("brasil.sul.s1").unwrap(), 0, v)

@@ -46,35 +46,78 @@ const ACKNOWLEDGED: &str = "UPDATE $id SET
     status = IF status = 'open' { 'acknowledged' } ELSE { status },
     acknowledged_at = acknowledged_at ?? $ts, acknowledged_by = acknowledged_by ?? $by RETURN NONE";
 
-// Opening keeps any later status: a redelivered `opened` after its `cleared`
-// must not reopen the alert.
-const OPENED: &str = "UPSERT $id SET tag = $tag, rule = $rule, op = $op, threshold = $threshold,
-    opened_at = $ts, opened_value = $value, opened_seq = $seq, opened_idx = $idx,
-    status = status ?? 'open' RETURN NONE";
-const CLEARED: &str = "UPSERT $id SET tag = $tag, rule = $rule, op = $op, threshold = $threshold,
-    opened_seq = $seq, opened_idx = $idx, opened_at = opened_at ?? $ts, opened_value = opened_value ?? $value,
-    status = 'cleared', cleared_at = $ts, cleared_value = $value RETURN NONE";
+// A run of alert events is applied in transactions of up to
+// `EVENTS_PER_TRANSACTION`, in order, so an `opened` and its `cleared` in the
+// same pull land as they would one by one. Opening keeps any later status: a
+// redelivered `opened` after its `cleared` must not reopen the alert. One
+// query and one commit per event made the projector fall seconds behind in
+// a storm (docs/performance.md).
+const APPLY: &str = "BEGIN TRANSACTION;
+FOR $e IN $events {
+    IF $e.opened {
+        UPSERT $e.id SET tag = $e.tag, rule = $e.rule, op = $e.op, threshold = $e.threshold,
+            opened_at = $e.ts, opened_value = $e.value, opened_seq = $e.seq, opened_idx = $e.idx,
+            status = status ?? 'open' RETURN NONE
+    } ELSE {
+        UPSERT $e.id SET tag = $e.tag, rule = $e.rule, op = $e.op, threshold = $e.threshold,
+            opened_seq = $e.seq, opened_idx = $e.idx, opened_at = opened_at ?? $e.ts,
+            opened_value = opened_value ?? $e.value,
+            status = 'cleared', cleared_at = $e.ts, cleared_value = $e.value RETURN NONE
+    }
+};
+COMMIT TRANSACTION;";
+
+/// One alert event as [`APPLY`] reads it.
+#[derive(Debug, SurrealValue)]
+struct EventRow {
+    id: RecordId,
+    opened: bool,
+    tag: String,
+    rule: String,
+    op: String,
+    threshold: f64,
+    ts: i64,
+    value: f64,
+    seq: i64,
+    idx: i64,
+}
+
+impl EventRow {
+    fn new(e: &AlertEvent) -> EventRow {
+        EventRow {
+            id: alert_id(e),
+            opened: e.kind == AlertKind::Opened,
+            tag: e.tag.to_string(),
+            rule: e.rule.clone(),
+            op: e.op.as_str().to_owned(),
+            threshold: e.threshold,
+            ts: e.ts_ms,
+            value: e.value,
+            seq: e.opened_by.seq as i64,
+            idx: i64::from(e.opened_by.idx),
+        }
+    }
+}
+
+const ALL: &str = "SELECT * OMIT id FROM alert ORDER BY opened_at DESC";
+const BY_STATUS: &str = "SELECT * OMIT id FROM alert WHERE status = $status ORDER BY opened_at DESC";
+
+/// Alert events per transaction. SurrealDB runs a transaction's statements
+/// without yielding, on the store writers' one thread by default, and an
+/// event costs a few hundred µs there (`cargo bench --bench alerts`): a whole
+/// pull of 5,000 would hold the persister for over a second. A hundred take
+/// about as long as one persister flush, and cost no more per event than a
+/// thousand.
+const EVENTS_PER_TRANSACTION: usize = 100;
 
 impl Store {
-    /// Applies one alert event; idempotent.
-    pub async fn apply_alert(&self, e: &AlertEvent) -> Result<(), StoreError> {
-        let sql = match e.kind {
-            AlertKind::Opened => OPENED,
-            AlertKind::Cleared => CLEARED,
-        };
-        self.db
-            .query(sql)
-            .bind(("id", alert_id(e)))
-            .bind(("tag", e.tag.to_string()))
-            .bind(("rule", e.rule.clone()))
-            .bind(("op", serde_json::to_value(e.op).unwrap_or_default()))
-            .bind(("threshold", e.threshold))
-            .bind(("ts", e.ts_ms))
-            .bind(("value", e.value))
-            .bind(("seq", e.opened_by.seq as i64))
-            .bind(("idx", i64::from(e.opened_by.idx)))
-            .await?
-            .check()?;
+    /// Applies alert events in order, in transactions of up to a hundred;
+    /// idempotent, so a failure part way is mended by applying them all again.
+    pub async fn apply_alerts(&self, events: &[AlertEvent]) -> Result<(), StoreError> {
+        for part in events.chunks(EVENTS_PER_TRANSACTION) {
+            let rows: Vec<EventRow> = part.iter().map(EventRow::new).collect();
+            self.db.query(APPLY).bind(("events", rows)).await?.check()?;
+        }
         Ok(())
     }
 
@@ -105,14 +148,15 @@ impl Store {
     }
 
     /// Alerts, newest first, optionally only those with `status`.
+    ///
+    /// With a status the `alert_status` index is read; a condition that
+    /// also tests the parameter (`$status = NONE OR ...`) made SurrealDB
+    /// scan the whole table (`EXPLAIN`), so the two are separate queries.
     pub async fn alerts(&self, status: Option<&str>) -> Result<Vec<AlertRecord>, StoreError> {
-        let rows = self
-            .db
-            .query("SELECT * OMIT id FROM alert WHERE $status = NONE OR status = $status ORDER BY opened_at DESC")
-            .bind(("status", status.map(str::to_owned)))
-            .await?
-            .check()?
-            .take(0)?;
-        Ok(rows)
+        let query = match status {
+            Some(status) => self.db.query(BY_STATUS).bind(("status", status.to_owned())),
+            None => self.db.query(ALL),
+        };
+        Ok(query.await?.check()?.take(0)?)
     }
 }

@@ -118,10 +118,22 @@ pub struct BenchReport {
     pub latency_samples: usize,
     pub peak_rss_mib: f64,
     pub backlog: Option<BacklogReport>,
+    /// The alert projector's share of the run (`None` without the alerter).
+    pub alerts: Option<AlertsStored>,
     /// CPU of this process and of nats-server during the first ceiling runs.
     pub ceiling_cpu: CpuUse,
     /// CPU of both from the first publish until stored and counted.
     pub pipeline_cpu: CpuUse,
+}
+
+/// The alert events the pipeline raised and how long after the readings
+/// were stored and counted the alert projector had stored them all: how far
+/// alerts lag behind in a storm.
+#[derive(Debug, Clone, Copy)]
+pub struct AlertsStored {
+    /// Messages on `ALERTS` (alert events, and the rules set at start).
+    pub messages: u64,
+    pub after: Duration,
 }
 
 /// CPU time two processes took over a stretch of wall time, and the
@@ -229,6 +241,14 @@ impl std::fmt::Display for BenchReport {
         if let Some(judged) = self.judged_rate {
             writeln!(f, "  publish to judged by the alerter       {:>12.0} readings/s", judged)?;
         }
+        if let Some(a) = self.alerts {
+            writeln!(
+                f,
+                "    alert events, all stored             {:>12} messages, {:.2} s after the readings",
+                a.messages,
+                a.after.as_secs_f64()
+            )?;
+        }
         let flushes = self.flushes;
         let n = flushes.flushes.max(1);
         writeln!(
@@ -318,6 +338,7 @@ pub async fn run(config: &Config, options: BenchOptions) -> anyhow::Result<Bench
     let published = vigia_sim::run(devices.publisher(), sim, CancellationToken::new()).await?;
     let publish_rate = published.readings as f64 / published.elapsed.as_secs_f64();
     wait_for_ledger(&store, published.messages).await?;
+    let stored_at = Instant::now();
     let pipeline_cpu = clock.stop(published.messages);
     let pipeline_rate = published.readings as f64 / started.elapsed().as_secs_f64();
     let flushes = counted_flushes(stored_before, published.readings).await;
@@ -334,9 +355,14 @@ pub async fn run(config: &Config, options: BenchOptions) -> anyhow::Result<Bench
     // the alert projector stores the run's tens of thousands of alert events
     // for seconds after the last reading, and measured beside it the
     // ceiling came out up to half lower (docs/performance.md).
-    if options.alerter {
+    let alerts = if options.alerter {
         wait_until_read(&bus, ALERTS, "alert-projector").await?;
-    }
+        let after = stored_at.elapsed();
+        let mut stream = bus.jetstream().get_stream(ALERTS).await.context("no ALERTS stream")?;
+        Some(AlertsStored { messages: stream.info().await?.state.messages, after })
+    } else {
+        None
+    };
 
     eprintln!("bench: JetStream ceiling again, {CEILING_RUNS} runs ...");
     for _ in 0..CEILING_RUNS {
@@ -396,6 +422,7 @@ pub async fn run(config: &Config, options: BenchOptions) -> anyhow::Result<Bench
         latency_samples: latencies.len(),
         peak_rss_mib,
         backlog,
+        alerts,
         ceiling_cpu,
         pipeline_cpu,
     })

@@ -10,6 +10,7 @@ use vigia_bus::{ALERTS, Batcher, Bus, READINGS};
 use vigia_store::{Store, Writer};
 
 use crate::workers::persister::{READINGS_LEDGER, apply_batch};
+use crate::workers::projector::apply_batch as apply_alerts;
 
 /// What a replay applied.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -47,17 +48,7 @@ pub async fn replay(bus: &Bus, store: &Store, batch: usize, freshness: Duration)
                 report.messages += deliveries.len() as u64;
                 report.events += applied.events;
             } else {
-                for d in &deliveries {
-                    match crate::workers::projector::apply_message(store, d).await {
-                        Ok(applied) => {
-                            applied?;
-                            report.alerts += 1;
-                        }
-                        Err(reason) => {
-                            store.record_dead_letter(&crate::workers::projector::dead_letter(d, &reason)).await?;
-                        }
-                    }
-                }
+                report.alerts += apply_alerts(store, None, &deliveries).await?;
             }
             if last >= state.last_sequence {
                 break;

@@ -229,7 +229,7 @@ async fn confirm(acks: &mut Vec<PublishAckFuture>) -> anyhow::Result<usize> {
 }
 
 fn log_alert(a: &AlertEvent) {
-    let op = serde_json::to_value(a.op).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+    let op = a.op.as_str();
     match a.kind {
         AlertKind::Opened => tracing::warn!(
             tag = %a.tag, rule = %a.rule, value = a.value, threshold = a.threshold, reading = %a.reading,

@@ -236,6 +236,62 @@ async fn unreadable_alert_messages_are_dead_lettered_not_dropped() {
     running.shutdown().await;
 }
 
+/// The projector writes a pull's alert events in one transaction, but acks
+/// and garbage between them keep their place: an acknowledgement that
+/// follows an `opened` in the same pull finds the alert, and the `cleared`
+/// after it keeps the acknowledgement.
+#[tokio::test]
+async fn a_pull_of_alert_events_acks_and_garbage_is_applied_in_stream_order() {
+    use vigia_domain::{AlertAck, AlertEvent, AlertKind, AlertState, EVENT_HEADER, EventId, Op, Tag};
+    let env = TestEnv::start().await;
+    let tag = Tag::parse("brasil.sul.s1").unwrap();
+    let opened_by = EventId { seq: 7, idx: 0 };
+    let event = |kind, value, ts_ms| AlertEvent {
+        v: 1,
+        kind,
+        tag: tag.clone(),
+        rule: "hot".into(),
+        op: Op::Gt,
+        threshold: 50.0,
+        value,
+        ts_ms,
+        reading: opened_by,
+        opened_by,
+        state: AlertState::default(),
+    };
+    let publish = async |subject: &str, name: &'static str, payload: Vec<u8>| {
+        let mut headers = vigia_bus::HeaderMap::new();
+        headers.insert(EVENT_HEADER, name);
+        env.bus
+            .jetstream()
+            .publish_with_headers(subject.to_owned(), headers, payload.into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    };
+    let opened = event(AlertKind::Opened, 70.0, 1_000);
+    publish("alerts.brasil.sul.s1", opened.name(), serde_json::to_vec(&opened).unwrap()).await;
+    let ack = AlertAck { v: 1, tag: tag.clone(), rule: "hot".into(), opened_by, ts_ms: 2_000, by: Some("ana".into()) };
+    publish("alerts._ack.brasil.sul.s1", vigia_domain::ALERT_ACKNOWLEDGED, serde_json::to_vec(&ack).unwrap()).await;
+    env.publish_raw("alerts.brasil.sul.s1", b"not an alert").await;
+    let cleared = event(AlertKind::Cleared, 20.0, 3_000);
+    publish("alerts.brasil.sul.s1", cleared.name(), serde_json::to_vec(&cleared).unwrap()).await;
+
+    let running = env.run(Parts { persister: true, ..Parts::default() });
+    env.drained(ALERTS, "alert-projector").await;
+    let alert = env.store.alert("hot", opened_by).await.unwrap().expect("the alert is stored");
+    assert_eq!(
+        (alert.status.as_str(), alert.acknowledged_at, alert.acknowledged_by.as_deref(), alert.cleared_at),
+        ("cleared", Some(2_000), Some("ana"), Some(3_000)),
+        "{alert:?}"
+    );
+    assert_eq!((alert.opened_at, alert.opened_value, alert.cleared_value), (1_000, 70.0, Some(20.0)));
+    let dead = env.store.dead_letters(0, 10).await.unwrap();
+    assert_eq!(dead.len(), 1, "the garbage between them is set aside: {dead:?}");
+    running.shutdown().await;
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

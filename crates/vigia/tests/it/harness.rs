@@ -44,6 +44,8 @@ async fn the_harness_measures_every_phase_and_drains_its_backlog() {
     assert!(report.flushes.flushes >= 1 && report.flushes.events >= 1, "the pipeline's flushes: {report}");
     let judged = report.judged_rate.expect("the alerter ran beside the persister");
     assert!(judged > 0.0 && judged <= report.pipeline_rate, "judged after stored and counted: {report}");
+    let alerts = report.alerts.expect("the alert projector's share is reported with the alerter");
+    assert!(alerts.messages > 0, "the simulated values cross the default threshold: {report}");
     // One probe every 50 ms for 2 s.
     assert!((35..=41).contains(&report.latency_samples), "{} probes: {report}", report.latency_samples);
     assert!(report.latency_p50 <= report.latency_p99 && report.latency_p99 <= report.latency_max, "{report}");
@@ -58,6 +60,7 @@ async fn the_harness_measures_every_phase_and_drains_its_backlog() {
     assert!(text.contains("ratio to the JetStream ceiling"), "{text}");
     assert!(text.contains("persister flushes (transactions)"), "{text}");
     assert!(text.contains("persister and alerter") && text.contains("judged by the alerter"), "{text}");
+    assert!(text.contains("alert events, all stored"), "{text}");
 }
 
 /// By default (`[alerts] consumer = "auto"`, and the harness's store is

@@ -1,0 +1,71 @@
+//! The alert projector's store writes during an alert storm, without NATS:
+//! 1,000 alert events over 2,000 sensors (each sensor's alert opens, then
+//! clears a second later), applied to SurrealKV on disk as `vigia up` runs
+//! it, in transactions of 1 event (one query and one commit per event, as
+//! the projector wrote until 2026-12-07) and 100 (as it writes now; larger
+//! runs are split into transactions of 100 by `Store::apply_alerts`).
+//!
+//! Run: `cargo bench --workspace --bench alerts`.
+
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use vigia_domain::{AlertEvent, AlertKind, AlertState, EventId, Op, Tag};
+use vigia_store::{Store, StoreConfig};
+
+const SENSORS: u64 = 2000;
+const EVENTS: u64 = 1000;
+
+/// Event `n` of the storm: sensor `n / 2 % SENSORS` opens on even `n` and
+/// clears on odd `n`, each time on a new reading.
+fn event(n: u64) -> AlertEvent {
+    let regions = ["norte", "nordeste", "centro-oeste", "sudeste", "sul"];
+    let sensor = n / 2 % SENSORS;
+    let opened_by = EventId { seq: n / 2 * 2 + 1, idx: 0 };
+    let opens = n.is_multiple_of(2);
+    AlertEvent {
+        v: 1,
+        kind: if opens { AlertKind::Opened } else { AlertKind::Cleared },
+        tag: Tag::parse(&format!("brasil.{}.sensor{sensor:04}", regions[(sensor % 5) as usize])).unwrap(),
+        rule: "value-above-50".into(),
+        op: Op::Gt,
+        threshold: 50.0,
+        value: if opens { 75.5 } else { 20.5 },
+        ts_ms: 1_700_000_000_000 + n as i64 * 500,
+        reading: EventId { seq: n + 1, idx: 0 },
+        opened_by,
+        state: AlertState::default(),
+    }
+}
+
+fn alerts(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut group = c.benchmark_group("alert_projection");
+    group.sample_size(10).measurement_time(Duration::from_secs(20)).warm_up_time(Duration::from_secs(3));
+    group.throughput(Throughput::Elements(EVENTS));
+    for run in [1usize, 100] {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("surrealkv://{}", dir.path().join("db").display());
+        let store = rt.block_on(Store::open(&StoreConfig { url, ..StoreConfig::memory() })).unwrap();
+        let mut next = 0u64;
+        group.bench_function(BenchmarkId::new("surrealkv", format!("{run}_per_transaction")), |b| {
+            b.iter_custom(|iters| {
+                let mut spent = Duration::ZERO;
+                for _ in 0..iters {
+                    let events: Vec<AlertEvent> = (next..next + EVENTS).map(event).collect();
+                    next += EVENTS;
+                    let start = Instant::now();
+                    for chunk in events.chunks(run) {
+                        rt.block_on(store.apply_alerts(chunk)).unwrap();
+                    }
+                    spent += start.elapsed();
+                }
+                spent
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, alerts);
+criterion_main!(benches);

@@ -131,7 +131,8 @@ pub struct BenchReport {
 /// alerts lag behind in a storm.
 #[derive(Debug, Clone, Copy)]
 pub struct AlertsStored {
-    /// Messages on `ALERTS` (alert events, and the rules set at start).
+    /// Messages on `ALERTS`: the run's alert events (the harness publishes
+    /// no rules sets, acknowledgements or descriptions).
     pub messages: u64,
     pub after: Duration,
 }

@@ -65,8 +65,8 @@ fn dead_letter(d: &Delivery, reason: &str) -> DeadLetter {
 /// it applied; each message that cannot be read as what it claims to be is
 /// set aside with the reason ([`set_aside`]; `bus` is `None` in a replay).
 /// Consecutive alert events are written together, a hundred to a
-/// transaction ([`Store::apply_alerts`]); acknowledgements and sensor descriptions one
-/// by one between them, so the order holds.
+/// transaction ([`Store::apply_alerts`]); acknowledgements and sensor
+/// descriptions one by one between them, so the order holds.
 pub(crate) async fn apply_batch(store: &Store, bus: Option<&Bus>, batch: &[Delivery]) -> anyhow::Result<u64> {
     let mut run = Vec::new();
     let mut applied = 0;

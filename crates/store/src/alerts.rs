@@ -46,6 +46,9 @@ const ACKNOWLEDGED: &str = "UPDATE $id SET
     status = IF status = 'open' { 'acknowledged' } ELSE { status },
     acknowledged_at = acknowledged_at ?? $ts, acknowledged_by = acknowledged_by ?? $by RETURN NONE";
 
+const ALL: &str = "SELECT * OMIT id FROM alert ORDER BY opened_at DESC";
+const BY_STATUS: &str = "SELECT * OMIT id FROM alert WHERE status = $status ORDER BY opened_at DESC";
+
 // A run of alert events is applied in transactions of up to
 // `EVENTS_PER_TRANSACTION`, in order, so an `opened` and its `cleared` in the
 // same pull land as they would one by one. Opening keeps any later status: a
@@ -98,9 +101,6 @@ impl EventRow {
         }
     }
 }
-
-const ALL: &str = "SELECT * OMIT id FROM alert ORDER BY opened_at DESC";
-const BY_STATUS: &str = "SELECT * OMIT id FROM alert WHERE status = $status ORDER BY opened_at DESC";
 
 /// Alert events per transaction. SurrealDB runs a transaction's statements
 /// without yielding, on the store writers' one thread by default, and an

@@ -10,7 +10,7 @@ use vigia_bus::{ALERTS, Batcher, Bus, READINGS};
 use vigia_store::{Store, Writer};
 
 use crate::workers::persister::{READINGS_LEDGER, apply_batch};
-use crate::workers::projector::apply_batch as apply_alerts;
+use crate::workers::projector;
 
 /// What a replay applied.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -48,7 +48,7 @@ pub async fn replay(bus: &Bus, store: &Store, batch: usize, freshness: Duration)
                 report.messages += deliveries.len() as u64;
                 report.events += applied.events;
             } else {
-                report.alerts += apply_alerts(store, None, &deliveries).await?;
+                report.alerts += projector::apply_batch(store, None, &deliveries).await?;
             }
             if last >= state.last_sequence {
                 break;

@@ -1,9 +1,10 @@
 //! The alert projector's store writes during an alert storm, without NATS:
-//! 1,000 alert events over 2,000 sensors (each sensor's alert opens, then
-//! clears a second later), applied to SurrealKV on disk as `vigia up` runs
-//! it, in transactions of 1 event (one query and one commit per event, as
-//! the projector wrote until 2026-12-07) and 100 (as it writes now; larger
-//! runs are split into transactions of 100 by `Store::apply_alerts`).
+//! 1,000 alert events (half open new alerts, half clear alerts opened a
+//! hundred events earlier, as in a storm whose pulls each carry some alerts
+//! opening and some closing), applied to SurrealKV on disk as `vigia up`
+//! runs it, in transactions of 1 event (one query and one commit per event,
+//! as the projector wrote until 2026-12-07) and 100 (as it writes since;
+//! larger runs are split into transactions of 100 by `Store::apply_alerts`).
 //!
 //! Run: `cargo bench --workspace --bench alerts`.
 
@@ -16,13 +17,15 @@ use vigia_store::{Store, StoreConfig};
 const SENSORS: u64 = 2000;
 const EVENTS: u64 = 1000;
 
-/// Event `n` of the storm: sensor `n / 2 % SENSORS` opens on even `n` and
-/// clears on odd `n`, each time on a new reading.
+/// Event `n` of the storm, in blocks of 50: an even block opens alerts
+/// `n`, an odd one clears the alerts the block three before opened (in the
+/// previous run of a hundred). Alert `m` is on sensor `m % SENSORS`, opened
+/// by reading `m + 1`.
 fn event(n: u64) -> AlertEvent {
     let regions = ["norte", "nordeste", "centro-oeste", "sudeste", "sul"];
-    let sensor = n / 2 % SENSORS;
-    let opened_by = EventId { seq: n / 2 * 2 + 1, idx: 0 };
-    let opens = n.is_multiple_of(2);
+    let opens = (n / 50).is_multiple_of(2);
+    let alert = if opens { n } else { n.saturating_sub(150) };
+    let sensor = alert % SENSORS;
     AlertEvent {
         v: 1,
         kind: if opens { AlertKind::Opened } else { AlertKind::Cleared },
@@ -33,7 +36,7 @@ fn event(n: u64) -> AlertEvent {
         value: if opens { 75.5 } else { 20.5 },
         ts_ms: 1_700_000_000_000 + n as i64 * 500,
         reading: EventId { seq: n + 1, idx: 0 },
-        opened_by,
+        opened_by: EventId { seq: alert + 1, idx: 0 },
         state: AlertState::default(),
     }
 }

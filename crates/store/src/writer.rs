@@ -543,6 +543,10 @@ pub(crate) fn settle(response: &mut surrealdb::IndexedResults) -> Result<(), Sto
     Err(errors.swap_remove(0).1.into())
 }
 
+/// Whether `e` says another writer got there first: the engine's write
+/// conflict, or a guard that found the ledger or the alerts moved.
 pub(crate) fn is_conflict(e: &surrealdb::Error) -> bool {
-    e.query_details() == Some(&surrealdb::types::QueryError::TransactionConflict) || e.message().contains(THROW_MOVED)
+    let moved = [THROW_MOVED, crate::alerts::THROW_MOVED];
+    e.query_details() == Some(&surrealdb::types::QueryError::TransactionConflict)
+        || moved.iter().any(|m| e.message().contains(m))
 }

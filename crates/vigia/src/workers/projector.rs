@@ -4,9 +4,10 @@
 //! cannot be read is dead-lettered, not dropped.
 //!
 //! A pull's consecutive alert events go to the store together, a hundred to
-//! a transaction: one by one, an alert storm cost a query and a commit per
-//! event and the alerts reached the store seconds behind the readings that
-//! raised them.
+//! a transaction ([`Store::apply_alerts`] reads their alerts, merges them in
+//! Rust and writes the result): one by one, an alert storm cost a query and
+//! a commit per event and the alerts reached the store seconds behind the
+//! readings that raised them.
 
 use tokio_util::sync::CancellationToken;
 use vigia_bus::{ALERTS, Batcher, Bus, Delivery};

@@ -4,7 +4,7 @@
 //! The projector reads the alerts a run of events names, merges the events
 //! into them here, in Rust, and writes back what changed (`WRITE`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use surrealdb::types::{Array, RecordId, SurrealValue, Value as SValue};
 use vigia_domain::{AlertAck, AlertEvent, AlertKind, EventId, Tag};
@@ -31,20 +31,24 @@ pub struct AlertRecord {
     pub acknowledged_by: Option<String>,
 }
 
-fn alert_id(e: &AlertEvent) -> RecordId {
-    record_id(&e.tag, &e.rule, e.opened_by)
+/// An alert's identity as its record id's key holds it: tag, rule, and the
+/// sequence and index of the reading that opened it.
+type Key = (String, String, i64, i64);
+
+fn key_of(e: &AlertEvent) -> Key {
+    (e.tag.to_string(), e.rule.clone(), e.opened_by.seq as i64, i64::from(e.opened_by.idx))
+}
+
+/// The key of a stored alert, from the fields that repeat it.
+fn stored_key(a: &AlertRecord) -> Key {
+    (a.tag.clone(), a.rule.clone(), a.opened_seq, a.opened_idx)
 }
 
 fn record_id(tag: &Tag, rule: &str, opened_by: EventId) -> RecordId {
-    keyed(tag.to_string(), rule.to_owned(), opened_by.seq as i64, i64::from(opened_by.idx))
+    keyed((tag.to_string(), rule.to_owned(), opened_by.seq as i64, i64::from(opened_by.idx)))
 }
 
-/// The id of a stored alert, from the fields its key repeats.
-fn record_id_of(a: &AlertRecord) -> RecordId {
-    keyed(a.tag.clone(), a.rule.clone(), a.opened_seq, a.opened_idx)
-}
-
-fn keyed(tag: String, rule: String, seq: i64, idx: i64) -> RecordId {
+fn keyed((tag, rule, seq, idx): Key) -> RecordId {
     let key = Array::from(vec![SValue::from_t(tag), SValue::from_t(rule), SValue::from_t(seq), SValue::from_t(idx)]);
     RecordId::new("alert", key)
 }
@@ -180,23 +184,22 @@ impl Store {
 
     /// Reads the alerts `events` name and merges the events into them.
     async fn plan_alerts(&self, events: &[AlertEvent]) -> Result<Plan, StoreError> {
-        let mut ids: Vec<RecordId> = events.iter().map(alert_id).collect();
-        ids.sort_unstable();
-        ids.dedup();
+        let keys: BTreeSet<Key> = events.iter().map(key_of).collect();
+        let ids: Vec<RecordId> = keys.into_iter().map(keyed).collect();
         let seen: SValue = self.db.query(READ).bind(("ids", ids.clone())).await?.check()?.take(0)?;
         let stored: Vec<AlertRecord> = seen.clone().into_t().map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let mut alerts: HashMap<RecordId, (Option<AlertRecord>, Option<AlertRecord>)> =
-            stored.into_iter().map(|a| (record_id_of(&a), (Some(a.clone()), Some(a)))).collect();
+        let mut alerts: BTreeMap<Key, (Option<AlertRecord>, Option<AlertRecord>)> =
+            stored.into_iter().map(|a| (stored_key(&a), (Some(a.clone()), Some(a)))).collect();
         for e in events {
-            let (_, now) = alerts.entry(alert_id(e)).or_default();
+            let (_, now) = alerts.entry(key_of(e)).or_default();
             *now = Some(merge(now.take(), e));
         }
         let (mut new, mut changed) = (Vec::new(), Vec::new());
-        for (id, (before, now)) in alerts {
+        for (key, (before, now)) in alerts {
             let now = now.expect("every alert read is kept, every one an event names is merged");
             match before {
-                None => new.push(with_id(id, now)),
-                Some(before) if before != now => changed.push(with_id(id, now)),
+                None => new.push(with_id(keyed(key), now)),
+                Some(before) if before != now => changed.push(with_id(keyed(key), now)),
                 Some(_) => {}
             }
         }

@@ -170,6 +170,12 @@ impl Store {
         if plan.new.is_empty() && plan.changed.is_empty() {
             return Ok(());
         }
+        self.write_alerts(plan).await
+    }
+
+    /// Writes a plan if its alerts are still as it read them; else
+    /// [`StoreError::Conflict`].
+    async fn write_alerts(&self, plan: Plan) -> Result<(), StoreError> {
         let mut response = self
             .db
             .query(WRITE)
@@ -309,16 +315,8 @@ mod tests {
             by: Some("ana".into()),
         };
         store.apply_ack(&ack).await.unwrap();
-        let written = store
-            .db
-            .query(WRITE)
-            .bind(("ids", stale.ids))
-            .bind(("seen", stale.seen))
-            .bind(("new", stale.new))
-            .bind(("changed", stale.changed))
-            .await
-            .unwrap();
-        assert!(matches!(settle(&mut { written }), Err(StoreError::Conflict)), "the guard throws when the alert moved");
+        let written = store.write_alerts(stale).await;
+        assert!(matches!(written, Err(StoreError::Conflict)), "the guard throws when the alert moved: {written:?}");
         store.apply_alerts(&cleared).await.unwrap();
         let stored = store.alerts(None).await.unwrap();
         assert_eq!(

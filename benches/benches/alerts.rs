@@ -2,9 +2,10 @@
 //! 1,000 alert events (half open new alerts, half clear alerts opened a
 //! hundred events earlier, as in a storm whose pulls each carry some alerts
 //! opening and some closing), applied to SurrealKV on disk as `vigia up`
-//! runs it, in transactions of 1 event (one query and one commit per event,
-//! as the projector wrote until 2026-12-07) and 100 (as it writes since;
-//! larger runs are split into transactions of 100 by `Store::apply_alerts`).
+//! runs it, in transactions of 1 event (a read and a guarded write per
+//! event, as the projector writes an event that arrives alone) and 100 (as
+//! it writes a storm; larger runs are split into transactions of 100 by
+//! `Store::apply_alerts`).
 //!
 //! Run: `cargo bench --workspace --bench alerts`.
 

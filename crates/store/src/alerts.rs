@@ -194,18 +194,18 @@ impl Store {
         let ids: Vec<RecordId> = keys.into_iter().map(keyed).collect();
         let seen: SValue = self.db.query(READ).bind(("ids", ids.clone())).await?.check()?.take(0)?;
         let stored: Vec<AlertRecord> = seen.clone().into_t().map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let mut alerts: BTreeMap<Key, (Option<AlertRecord>, Option<AlertRecord>)> =
-            stored.into_iter().map(|a| (stored_key(&a), (Some(a.clone()), Some(a)))).collect();
+        let before: BTreeMap<Key, AlertRecord> = stored.into_iter().map(|a| (stored_key(&a), a)).collect();
+        let mut after: BTreeMap<Key, AlertRecord> = BTreeMap::new();
         for e in events {
-            let (_, now) = alerts.entry(key_of(e)).or_default();
-            *now = Some(merge(now.take(), e));
+            let key = key_of(e);
+            let current = after.remove(&key).or_else(|| before.get(&key).cloned());
+            after.insert(key, merge(current, e));
         }
         let (mut new, mut changed) = (Vec::new(), Vec::new());
-        for (key, (before, now)) in alerts {
-            let now = now.expect("every alert read is kept, every one an event names is merged");
-            match before {
+        for (key, now) in after {
+            match before.get(&key) {
                 None => new.push(with_id(keyed(key), now)),
-                Some(before) if before != now => changed.push(with_id(keyed(key), now)),
+                Some(stored) if *stored != now => changed.push(with_id(keyed(key), now)),
                 Some(_) => {}
             }
         }
